@@ -399,7 +399,9 @@ impl Change {
 
     /// The digest of the content an approval of this step rests on. Authorization rests on
     /// what is changed and how risky it is; review, test and acceptance also on the plan;
-    /// deployment approval also on the window.
+    /// deployment approval also on the window; approval after the fact also on the artifact
+    /// that was deployed. A deployment approval is given before there is a deployment, so the
+    /// deployment itself is not part of what it approved: it keeps counting afterwards.
     pub fn basis(&self, step: ApprovalStep) -> String {
         let what = serde_json::json!({
             "title": self.title,
@@ -417,7 +419,12 @@ impl Change {
             ApprovalStep::PeerReview | ApprovalStep::Test | ApprovalStep::Acceptance => {
                 serde_json::json!({ "what": what, "plan": self.plan })
             }
-            ApprovalStep::Deployment | ApprovalStep::Retroactive => serde_json::json!({
+            ApprovalStep::Deployment => serde_json::json!({
+                "what": what,
+                "plan": self.plan,
+                "window": self.window,
+            }),
+            ApprovalStep::Retroactive => serde_json::json!({
                 "what": what,
                 "plan": self.plan,
                 "window": self.window,

@@ -12,7 +12,7 @@ use crate::action::{
 use crate::change::{
     Actor, Approval, ApprovalStep, Change, ChangeEvent, FieldEdit, Invalidation, Recorded, Window,
 };
-use crate::policy::{ChangeModel, Policy};
+use crate::policy::{ChangeModel, Policy, Requirement};
 use crate::vocab::{ActionKind, ChangeType, Role, Stage};
 
 /// Which kind of refusal: the HTTP layer maps these to 403, 409 and 422.
@@ -124,6 +124,17 @@ fn instant(field: &str, value: &str) -> Result<OffsetDateTime, Refusal> {
     parse_instant(field, value).map_err(|m| invalid("invalid_field", m))
 }
 
+fn check_title(title: &str) -> Result<(), Refusal> {
+    non_empty("title", title)?;
+    if title.chars().count() > 200 {
+        return Err(invalid(
+            "invalid_field",
+            "`title` must be at most 200 characters",
+        ));
+    }
+    Ok(())
+}
+
 fn check_systems(systems: &[String]) -> Result<(), Refusal> {
     if systems.is_empty() {
         return Err(invalid(
@@ -143,13 +154,7 @@ fn check_systems(systems: &[String]) -> Result<(), Refusal> {
 /// Decides the first event of a new change.
 pub fn request(new: &NewChange, ctx: &Context<'_>) -> Result<ChangeEvent, Refusal> {
     ctx.require_role(ActionKind::Request)?;
-    non_empty("title", &new.title)?;
-    if new.title.chars().count() > 200 {
-        return Err(invalid(
-            "invalid_field",
-            "`title` must be at most 200 characters",
-        ));
-    }
+    check_title(&new.title)?;
     check_systems(&new.systems)?;
     if let Some(customer) = &new.on_behalf_of {
         non_empty("on_behalf_of", customer)?;
@@ -182,6 +187,20 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
             format!(
                 "`{}` is `{}`: no action leads out of it",
                 change.id, change.stage
+            ),
+        ));
+    }
+    // The history of a change reads in time order: an approval dated before the request, or
+    // a deployment before the approval it rests on, would make the record say what did not
+    // happen.
+    if instant("updated_at", &change.updated_at).is_ok_and(|last| ctx.now < last) {
+        return Err(conflict(
+            "time_before_last_event",
+            format!(
+                "`{}` was last changed at {}; an action at {} would precede it",
+                change.id,
+                change.updated_at,
+                format_instant(ctx.now)
             ),
         ));
     }
@@ -370,7 +389,7 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
                 }
                 let start = instant("window_start", &window.start)?;
                 let end = instant("window_end", &window.end)?;
-                if !(start <= ctx.now && ctx.now < end) && !emergency {
+                if !emergency && !(start..end).contains(&ctx.now) {
                     return Err(conflict(
                         "outside_window",
                         format!(
@@ -610,11 +629,17 @@ pub fn requirement_met(change: &Change, policy: &Policy, action: ActionKind) -> 
     } else {
         change.valid_approvals(step).collect()
     };
-    let filled = req
-        .groups
-        .iter()
-        .all(|g| valid.iter().any(|a| a.slot.as_deref() == Some(g.as_str())));
-    valid.len() as u32 >= req.count && filled
+    satisfies(&req, &valid)
+}
+
+/// Whether these approvals meet a requirement: enough of them, and every group slot filled.
+pub(crate) fn satisfies(req: &Requirement, approvals: &[&Approval]) -> bool {
+    let filled = req.groups.iter().all(|g| {
+        approvals
+            .iter()
+            .any(|a| a.slot.as_deref() == Some(g.as_str()))
+    });
+    approvals.len() as u32 >= req.count && filled
 }
 
 /// Adds one approver to a multi-approver step. Returns the approval and whether the
@@ -814,6 +839,12 @@ fn approve_deployment(
         }
         _ => {}
     }
+    // Record the window in UTC, as the basis of the approval was computed from it.
+    event.action = Action::ApproveDeployment(ApproveDeployment {
+        window_start: window.as_ref().map(|w| w.start.clone()),
+        window_end: window.as_ref().map(|w| w.end.clone()),
+        comment: a.comment.clone(),
+    });
     event.invalidated = invalidated_by(change, &next, "window rescheduled");
     let basis = next.basis(ApprovalStep::Deployment);
     let (approval, met) = group_approval(
@@ -894,7 +925,7 @@ fn amend(
     }
     owner_or_manager(change, ctx, ActionKind::Amend)?;
     if let Some(t) = &a.title {
-        non_empty("title", t)?;
+        check_title(t)?;
     }
     if let Some(s) = &a.systems {
         check_systems(s)?;
@@ -962,6 +993,12 @@ fn amend(
         }
     }
     if let Some(plan) = &next.plan {
+        if model.includes(Stage::Tested) && plan.test_plan.as_deref().is_none_or(blank) {
+            return Err(conflict(
+                "test_plan_required",
+                "a testable change needs a `test_plan`; it cannot be blanked",
+            ));
+        }
         if rollback_required(change, ctx.policy) && plan.rollback_plan.as_deref().is_none_or(blank)
         {
             return Err(conflict(

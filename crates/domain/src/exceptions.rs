@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::action::{format_instant, parse_instant};
-use crate::change::Change;
-use crate::decide::needs_retroactive_approval;
+use crate::change::{Approval, ApprovalStep, Change};
+use crate::decide::{needs_retroactive_approval, satisfies};
 use crate::policy::Policy;
+use crate::vocab::ActionKind;
 
 /// Whether an exception still needs action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +46,7 @@ pub fn exceptions(change: &Change, policy: &Policy, now: OffsetDateTime) -> Vec<
     };
     let hours = policy.emergency_approval_window_hours;
     let due = at + Duration::hours(hours.into());
-    match change.retroactive_approval() {
+    match completing_retroactive_approval(change, policy) {
         None if now > due => out.push(ControlException {
             change: change.id.clone(),
             code: "emergency_not_approved_in_time".into(),
@@ -58,23 +59,44 @@ pub fn exceptions(change: &Change, policy: &Policy, now: OffsetDateTime) -> Vec<
             due: format_instant(due),
             detected_at: format_instant(due),
         }),
-        Some(approval) => {
-            if parse_instant("approval time", &approval.at).is_ok_and(|t| t > due) {
-                out.push(ControlException {
-                    change: change.id.clone(),
-                    code: "emergency_approved_late".into(),
-                    status: ExceptionStatus::Late,
-                    message: format!(
-                        "emergency change implemented at {} was approved after the fact at {}, \
-                         past the {hours}-hour window",
-                        deployment.at, approval.at
-                    ),
-                    due: format_instant(due),
-                    detected_at: approval.at.clone(),
-                });
-            }
+        Some(approval) if parse_instant("approval time", &approval.at).is_ok_and(|t| t > due) => {
+            out.push(ControlException {
+                change: change.id.clone(),
+                code: "emergency_approved_late".into(),
+                status: ExceptionStatus::Late,
+                message: format!(
+                    "emergency change implemented at {} was approved after the fact at {}, \
+                     past the {hours}-hour window",
+                    deployment.at, approval.at
+                ),
+                due: format_instant(due),
+                detected_at: approval.at.clone(),
+            });
         }
-        None => {}
+        _ => {}
     }
     out
+}
+
+/// The approval after the fact that met the policy's requirement, if it has been met: with
+/// several approvers required, the change counts as approved only from the last of them.
+fn completing_retroactive_approval<'c>(
+    change: &'c Change,
+    policy: &Policy,
+) -> Option<&'c Approval> {
+    let req = policy.requirement(
+        ActionKind::ApproveRetroactively,
+        change.change_type,
+        change.category,
+        change.risk,
+    );
+    let approvals: Vec<&Approval> = change
+        .approvals
+        .iter()
+        .filter(|e| e.invalidated.is_none() && e.approval.step == ApprovalStep::Retroactive)
+        .map(|e| &e.approval)
+        .collect();
+    (1..=approvals.len())
+        .find(|&n| satisfies(&req, &approvals[..n]))
+        .map(|n| approvals[n - 1])
 }

@@ -1,1 +1,165 @@
+//! The changegate server: the HTTP API over the lifecycle service, with bearer-token
+//! authentication, an OpenAPI document generated from the handlers, structured request
+//! logs and Prometheus metrics.
 
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use time::OffsetDateTime;
+use utoipa::OpenApi;
+
+use crate::metrics::Metrics;
+use crate::service::Service;
+
+/// Where the current time comes from; injected so tests and the demo control it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "changegate",
+        description = "IT change management with enforced controls and a tamper-evident ledger."
+    ),
+    paths(
+        routes::changes::create,
+        routes::changes::list,
+        routes::changes::get,
+        routes::changes::act,
+        routes::exceptions::list,
+        routes::ledger::checkpoint,
+        routes::ledger::inclusion,
+        routes::ledger::consistency,
+        routes::ledger::entry,
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3 document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/changes", post(routes::changes::create).get(routes::changes::list))
+        .route("/changes/:id", get(routes::changes::get))
+        .route("/changes/:id/actions", post(routes::changes::act))
+        .route("/exceptions", get(routes::exceptions::list))
+        .route("/ledger/checkpoint", get(routes::ledger::checkpoint))
+        .route("/ledger/proof/inclusion", get(routes::ledger::inclusion))
+        .route("/ledger/proof/consistency", get(routes::ledger::consistency))
+        .route("/ledger/entries/:seq", get(routes::ledger::entry))
+        .route("/openapi.json", get(openapi_json));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access_log))
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::not_found("no such endpoint")
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.service.store.clone();
+    let size = tokio::task::spawn_blocking(move || store.ledger_size().ok()).await.ok().flatten();
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(size),
+    )
+        .into_response()
+}
+
+/// One log line and one metrics sample per request, labelled with the route template so
+/// that change ids do not explode the label space.
+async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.request(method.as_str(), &route, status, elapsed);
+    if route == "/healthz" || route == "/metrics" {
+        tracing::debug!(http.method = %method, http.route = %route, http.status = status,
+            latency_us = elapsed.as_micros() as u64, "request");
+    } else {
+        tracing::info!(http.method = %method, http.route = %route, http.status = status,
+            latency_us = elapsed.as_micros() as u64, "request");
+    }
+    response
+}
+
+/// Serves the API until the process is stopped.
+pub async fn serve(state: AppState, listen: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, "changegate listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}

@@ -1,0 +1,84 @@
+//! `changegate serve`: open the store, record the active policy, and run the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use server::metrics::Metrics;
+use server::service::Service;
+use server::{AppState, SystemClock};
+use store::{NewEntry, Target, Write};
+
+use crate::StoreArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CHANGEGATE_LISTEN")]
+    listen: SocketAddr,
+    /// Policy file (TOML); the default policy without it (`changegate policy default`).
+    #[arg(long, env = "CHANGEGATE_POLICY")]
+    policy: Option<PathBuf>,
+    /// Fill an empty data directory with the demo quarter first, and print demo tokens.
+    #[arg(long)]
+    demo: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let policy = super::load_policy(args.policy.as_deref())?;
+    let store = super::open_store(&args.store)?;
+    if args.demo {
+        super::demo::fill_if_empty(store.clone(), &args.store.data)?;
+    }
+    record_policy(store.as_ref(), &policy)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let service = Arc::new(Service::new(store, policy));
+    let state = AppState {
+        service,
+        clock: Arc::new(SystemClock),
+        metrics: Arc::new(Metrics::default()),
+    };
+    runtime
+        .block_on(server::serve(state, args.listen))
+        .with_context(|| format!("cannot serve on `{}`", args.listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Records a policy in the ledger when it differs from the one last active, so that an
+/// auditor sees which rules decided which actions.
+fn record_policy(store: &dyn store::Store, policy: &domain::Policy) -> anyhow::Result<()> {
+    let digest = policy.digest();
+    if store.meta("policy_digest")?.as_deref() == Some(digest.as_str()) {
+        return Ok(());
+    }
+    let entry = NewEntry {
+        time: super::now_text(),
+        actor: "changegate-server".into(),
+        roles: vec!["admin".into()],
+        kind: "policy.activated".into(),
+        subject: Some(format!("policy:{}", &digest[..16])),
+        payload: serde_json::json!({ "digest": digest, "policy": policy }),
+    };
+    let result = store.apply(vec![Write { target: Target::None, entries: vec![entry], columns: None }]);
+    for r in result {
+        r.context("cannot record the active policy")?;
+    }
+    store.set_meta("policy_digest", &digest)?;
+    tracing::info!(policy.digest = %&digest[..16], "policy activated");
+    Ok(())
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CHANGEGATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,742 @@
+//! The PostgreSQL backend, chosen by a `postgres://` URL. Several server instances may share
+//! one database: every write transaction first locks the single `ledger_head` row
+//! (`SELECT … FOR UPDATE`), so they append in one agreed order. Connections come from a small
+//! pool of synchronous clients; each client drives its own I/O, so the store works from a
+//! plain thread as well as from `tokio::task::spawn_blocking`.
+
+use std::ops::{Deref, DerefMut};
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use ledger::{Checkpoint, Frontier, StoredEntry};
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row};
+
+use crate::append::{self, EntryRow, HeadRow, Tx};
+use crate::migrations;
+use crate::sql::{self, to_hash, to_i64, to_u64, CHANGE_COLUMNS, CHECKPOINT_COLUMNS, USER_COLUMNS};
+use crate::{
+    ChangeColumns, ChangeFilter, ChangeRow, Context, Hash, NewEntry, Store, StoreError,
+    StoredEvent, User, Write, Written,
+};
+
+/// Idle connections kept open; more are opened under load and closed after.
+const IDLE_CLIENTS: usize = 8;
+
+/// Rows fetched per round trip when streaming the ledger.
+const STREAM_BATCH: i32 = 1000;
+
+/// Serializes migrations of concurrently starting instances (an arbitrary constant that
+/// names this lock in `pg_advisory_xact_lock`).
+const MIGRATION_LOCK: i64 = 0x6368_616e_6765_6761;
+
+pub(crate) struct PgStore {
+    config: Config,
+    key: SigningKey,
+    idle: Mutex<Vec<Client>>,
+}
+
+/// A client on loan from the pool, returned on drop unless its connection broke.
+struct Pooled<'s> {
+    store: &'s PgStore,
+    client: Option<Client>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        // Only `drop` takes the client out.
+        self.client
+            .as_ref()
+            .expect("a pooled client is present until dropped")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .expect("a pooled client is present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                let mut idle = lock(&self.store.idle);
+                if idle.len() < IDLE_CLIENTS {
+                    idle.push(client);
+                }
+            }
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the idle list
+/// itself is still sound.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PgStore {
+    pub(crate) fn open(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
+        // The parser's message never contains the password, so it is safe to pass on.
+        let mut config = Config::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("cannot parse the database url: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("changegate");
+        }
+        let store = PgStore {
+            config,
+            key,
+            idle: Mutex::new(Vec::new()),
+        };
+        {
+            let mut client = store.client()?;
+            migrate(&mut client)?;
+            client
+                .execute(
+                    "INSERT INTO ledger_head (id, size, head, frontier) VALUES (1, 0, $1, $2) \
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&&ledger::GENESIS_PREV[..], &Frontier::new().to_bytes()],
+                )
+                .context("cannot create the ledger head")?;
+        }
+        Ok(store)
+    }
+
+    fn client(&self) -> Result<Pooled<'_>, StoreError> {
+        let pooled = lock(&self.idle).pop();
+        let client = match pooled {
+            Some(c) => c,
+            None => self
+                .config
+                .connect(NoTls)
+                .context("cannot connect to PostgreSQL")?,
+        };
+        Ok(Pooled {
+            store: self,
+            client: Some(client),
+        })
+    }
+
+    /// Runs `f` in a write transaction and commits it if `f` succeeds.
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut PgTx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut client = self.client()?;
+        let tx = client
+            .transaction()
+            .context("cannot begin a write transaction")?;
+        let mut tx = PgTx { tx };
+        let result = f(&mut tx)?;
+        tx.tx
+            .commit()
+            .context("cannot commit the write transaction")?;
+        Ok(result)
+    }
+
+    fn user_write(
+        &self,
+        user: &User,
+        entry: NewEntry,
+        prelude: impl FnOnce(&mut PgTx<'_>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let write = append::user_entry_write(user, entry);
+        self.write(|tx| {
+            let mut results = append::run(tx, &self.key, vec![write], prelude)?;
+            append::single_seq(results.pop())
+        })
+    }
+
+    fn query<T>(
+        &self,
+        query: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+        convert: impl FnMut(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut client = self.client()?;
+        let rows = client
+            .query(query, params)
+            .with_context(|| format!("cannot read {what}"))?;
+        rows.iter().map(convert).collect()
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client
+        .transaction()
+        .context("cannot begin the migration transaction")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .context("cannot take the migration lock")?;
+    tx.batch_execute(migrations::CREATE_TABLE)
+        .context("cannot create schema_migrations")?;
+    let applied: Option<i64> = tx
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .and_then(|r| r.try_get(0))
+        .context("cannot read schema_migrations")?;
+    migrations::check_not_newer(applied, migrations::POSTGRES)?;
+    for m in migrations::POSTGRES
+        .iter()
+        .filter(|m| Some(m.version) > applied)
+    {
+        tx.batch_execute(m.sql)
+            .with_context(|| format!("cannot apply migration {} ({})", m.version, m.name))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&m.version, &m.name, &migrations::now()],
+        )
+        .with_context(|| format!("cannot record migration {}", m.version))?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied postgres migration"
+        );
+    }
+    tx.commit().context("cannot commit the migrations")
+}
+
+fn get<'r, T: postgres::types::FromSql<'r>>(
+    row: &'r Row,
+    i: usize,
+    what: &str,
+) -> Result<T, StoreError> {
+    row.try_get(i)
+        .with_context(|| format!("cannot read {what}"))
+}
+
+fn change_row(row: &Row) -> Result<ChangeRow, StoreError> {
+    let id: String = get(row, 0, "a change id")?;
+    let what = format!("change `{id}`");
+    Ok(ChangeRow {
+        version: to_u64(get(row, 1, &what)?, "a change version")?,
+        stage: get(row, 2, &what)?,
+        change_type: get(row, 3, &what)?,
+        category: get(row, 4, &what)?,
+        title: get(row, 5, &what)?,
+        requester: get(row, 6, &what)?,
+        assignee: get(row, 7, &what)?,
+        risk: get(row, 8, &what)?,
+        systems: sql::text_to_list(get(row, 9, &what)?, &what)?,
+        created_at: get(row, 10, &what)?,
+        updated_at: get(row, 11, &what)?,
+        id,
+    })
+}
+
+fn user_row(row: &Row) -> Result<User, StoreError> {
+    let name: String = get(row, 0, "a user name")?;
+    let what = format!("user `{name}`");
+    Ok(User {
+        roles: sql::text_to_list(get(row, 1, &what)?, &what)?,
+        groups: sql::text_to_list(get(row, 2, &what)?, &what)?,
+        machine: get(row, 3, &what)?,
+        active: get(row, 4, &what)?,
+        created_at: get(row, 5, &what)?,
+        name,
+    })
+}
+
+fn checkpoint_row(row: &Row) -> Result<Checkpoint, StoreError> {
+    let size = to_u64(get(row, 0, "a checkpoint size")?, "a checkpoint size")?;
+    let what = format!("the checkpoint of size {size}");
+    Ok(Checkpoint {
+        size,
+        root: to_hash(get(row, 1, &what)?, &what)?,
+        head: to_hash(get(row, 2, &what)?, &what)?,
+        time: get(row, 3, &what)?,
+        key_id: get(row, 4, &what)?,
+        signature: get(row, 5, &what)?,
+    })
+}
+
+fn event_row(row: &Row) -> Result<StoredEvent, StoreError> {
+    let seq = to_u64(get(row, 0, "a seq")?, "a seq")?;
+    let what = format!("ledger entry {seq}");
+    sql::decode_event(seq, get(row, 1, &what)?, get(row, 2, &what)?)
+}
+
+/// The open write transaction the append algorithm runs in.
+struct PgTx<'c> {
+    tx: postgres::Transaction<'c>,
+}
+
+impl PgTx<'_> {
+    fn replace_systems(&mut self, id: &str, systems: &[String]) -> Result<(), StoreError> {
+        self.tx
+            .execute("DELETE FROM change_systems WHERE change_id = $1", &[&id])
+            .with_context(|| format!("cannot clear the systems of `{id}`"))?;
+        for system in systems {
+            self.tx
+                .execute(
+                    "INSERT INTO change_systems (change_id, system) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                    &[&id, system],
+                )
+                .with_context(|| format!("cannot record the systems of `{id}`"))?;
+        }
+        Ok(())
+    }
+
+    fn insert_user(&mut self, user: &User, token_hash: &str) -> Result<(), StoreError> {
+        // Writers hold the head lock, so no other transaction can add this name meanwhile.
+        let exists = self
+            .tx
+            .query_opt("SELECT 1 FROM users WHERE name = $1", &[&user.name])
+            .with_context(|| format!("cannot look up user `{}`", user.name))?
+            .is_some();
+        if exists {
+            return Err(StoreError::UserExists(user.name.clone()));
+        }
+        self.tx
+            .execute(
+                "INSERT INTO users (name, roles, user_groups, machine, active, created_at, \
+                 token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &user.name,
+                    &sql::list_to_text(&user.roles),
+                    &sql::list_to_text(&user.groups),
+                    &user.machine,
+                    &user.active,
+                    &user.created_at,
+                    &token_hash,
+                ],
+            )
+            .with_context(|| format!("cannot add user `{}`", user.name))?;
+        Ok(())
+    }
+
+    fn update_user(&mut self, user: &User) -> Result<(), StoreError> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE users SET roles = $2, user_groups = $3, machine = $4, active = $5 \
+                 WHERE name = $1",
+                &[
+                    &user.name,
+                    &sql::list_to_text(&user.roles),
+                    &sql::list_to_text(&user.groups),
+                    &user.machine,
+                    &user.active,
+                ],
+            )
+            .with_context(|| format!("cannot update user `{}`", user.name))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(user.name.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn lock_head(&mut self) -> Result<HeadRow, StoreError> {
+        let row = self
+            .tx
+            .query_one(
+                "SELECT size, head, frontier FROM ledger_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .context("cannot lock the ledger head")?;
+        Ok(HeadRow {
+            size: to_u64(get(&row, 0, "the ledger size")?, "the ledger size")?,
+            head: to_hash(get(&row, 1, "the ledger head")?, "the ledger head hash")?,
+            frontier: get(&row, 2, "the ledger frontier")?,
+        })
+    }
+
+    fn store_head(&mut self, head: &HeadRow) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "UPDATE ledger_head SET size = $1, head = $2, frontier = $3 WHERE id = 1",
+                &[
+                    &to_i64(head.size, "ledger size")?,
+                    &&head.head[..],
+                    &head.frontier,
+                ],
+            )
+            .context("cannot update the ledger head")?;
+        Ok(())
+    }
+
+    fn savepoint(&mut self) -> Result<(), StoreError> {
+        self.tx
+            .batch_execute("SAVEPOINT write")
+            .context("cannot open a savepoint")
+    }
+
+    fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        self.tx
+            .batch_execute("RELEASE SAVEPOINT write")
+            .context("cannot release a savepoint")
+    }
+
+    fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        self.tx
+            .batch_execute("ROLLBACK TO SAVEPOINT write")
+            .context("cannot roll back to a savepoint")
+    }
+
+    fn next_change_number(&mut self) -> Result<u64, StoreError> {
+        let row = self
+            .tx
+            .query_one(
+                "UPDATE counters SET value = value + 1 WHERE name = 'change' RETURNING value",
+                &[],
+            )
+            .context("cannot allocate a change id")?;
+        to_u64(get(&row, 0, "the change counter")?, "the change counter")
+    }
+
+    fn change_version(&mut self, id: &str) -> Result<Option<u64>, StoreError> {
+        let row = self
+            .tx
+            .query_opt("SELECT version FROM changes WHERE id = $1", &[&id])
+            .with_context(|| format!("cannot read the version of `{id}`"))?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(to_u64(
+                get(&r, 0, "a change version")?,
+                "a change version",
+            )?)),
+        }
+    }
+
+    fn insert_entry(&mut self, row: &EntryRow<'_>) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                "INSERT INTO ledger_entries (seq, subject, kind, actor, time, bytes, leaf_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &to_i64(row.seq, "seq")?,
+                    &row.subject,
+                    &row.kind,
+                    &row.actor,
+                    &row.time,
+                    &row.bytes,
+                    &&row.leaf_hash[..],
+                ],
+            )
+            .with_context(|| format!("cannot insert ledger entry {}", row.seq))?;
+        Ok(())
+    }
+
+    fn insert_change(
+        &mut self,
+        id: &str,
+        version: u64,
+        c: &ChangeColumns,
+        created_at: &str,
+        updated_at: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                &format!(
+                    "INSERT INTO changes ({CHANGE_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ),
+                &[
+                    &id,
+                    &to_i64(version, "version")?,
+                    &c.stage,
+                    &c.change_type,
+                    &c.category,
+                    &c.title,
+                    &c.requester,
+                    &c.assignee,
+                    &c.risk,
+                    &sql::list_to_text(&c.systems),
+                    &created_at,
+                    &updated_at,
+                ],
+            )
+            .with_context(|| format!("cannot insert change `{id}`"))?;
+        self.replace_systems(id, &c.systems)
+    }
+
+    fn update_change(
+        &mut self,
+        id: &str,
+        version: u64,
+        columns: Option<&ChangeColumns>,
+        updated_at: &str,
+    ) -> Result<(), StoreError> {
+        let version = to_i64(version, "version")?;
+        match columns {
+            None => self
+                .tx
+                .execute(
+                    "UPDATE changes SET version = $2, updated_at = $3 WHERE id = $1",
+                    &[&id, &version, &updated_at],
+                )
+                .with_context(|| format!("cannot update change `{id}`"))
+                .map(|_| ()),
+            Some(c) => {
+                self.tx
+                    .execute(
+                        "UPDATE changes SET version = $2, updated_at = $3, stage = $4, \
+                         change_type = $5, category = $6, title = $7, requester = $8, \
+                         assignee = $9, risk = $10, systems = $11 WHERE id = $1",
+                        &[
+                            &id,
+                            &version,
+                            &updated_at,
+                            &c.stage,
+                            &c.change_type,
+                            &c.category,
+                            &c.title,
+                            &c.requester,
+                            &c.assignee,
+                            &c.risk,
+                            &sql::list_to_text(&c.systems),
+                        ],
+                    )
+                    .with_context(|| format!("cannot update change `{id}`"))?;
+                self.replace_systems(id, &c.systems)
+            }
+        }
+    }
+
+    fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                &format!(
+                    "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                &[
+                    &to_i64(cp.size, "checkpoint size")?,
+                    &&cp.root[..],
+                    &&cp.head[..],
+                    &cp.time,
+                    &cp.key_id,
+                    &cp.signature,
+                ],
+            )
+            .with_context(|| format!("cannot insert the checkpoint of size {}", cp.size))?;
+        Ok(())
+    }
+}
+
+impl Store for PgStore {
+    fn apply(&self, writes: Vec<Write>) -> Vec<Result<Written, StoreError>> {
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let n = writes.len();
+        match self.write(|tx| append::run(tx, &self.key, writes, |_| Ok(()))) {
+            Ok(results) => results,
+            Err(e) => vec![Err(e); n],
+        }
+    }
+
+    fn change(&self, id: &str) -> Result<Option<ChangeRow>, StoreError> {
+        let q = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE id = $1");
+        Ok(self.query(&q, &[&id], "a change", change_row)?.pop())
+    }
+
+    fn change_events(&self, id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        self.query(
+            "SELECT seq, bytes, leaf_hash FROM ledger_entries WHERE subject = $1 ORDER BY seq",
+            &[&id],
+            "the events of a change",
+            event_row,
+        )
+    }
+
+    fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRow>, StoreError> {
+        // The cast tells PostgreSQL the parameter's type where `length($n)` alone is ambiguous.
+        let q = sql::list_query(filter, |n| format!("${n}::text"));
+        let params: Vec<&(dyn ToSql + Sync)> =
+            q.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        self.query(&q.sql, &params, "changes", change_row)
+    }
+
+    fn add_user(&self, user: &User, token_hash: &str, entry: NewEntry) -> Result<u64, StoreError> {
+        append::check_user(user)?;
+        sql::check_token_hash(token_hash)?;
+        self.user_write(user, entry, |tx| tx.insert_user(user, token_hash))
+    }
+
+    fn user_by_token(&self, token_hash: &str) -> Result<Option<User>, StoreError> {
+        let q = format!("SELECT {USER_COLUMNS} FROM users WHERE token_hash = $1");
+        Ok(self.query(&q, &[&token_hash], "a user", user_row)?.pop())
+    }
+
+    fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let q = format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1");
+        Ok(self.query(&q, &[&name], "a user", user_row)?.pop())
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        let q = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
+        self.query(&q, &[], "users", user_row)
+    }
+
+    fn update_user(&self, user: &User, entry: NewEntry) -> Result<u64, StoreError> {
+        append::check_user(user)?;
+        self.user_write(user, entry, |tx| tx.update_user(user))
+    }
+
+    fn ledger_size(&self) -> Result<u64, StoreError> {
+        let sizes = self.query(
+            "SELECT size FROM ledger_head WHERE id = 1",
+            &[],
+            "the ledger size",
+            |r| to_u64(get(r, 0, "the ledger size")?, "the ledger size"),
+        )?;
+        sizes
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt("the ledger head row is missing".into()))
+    }
+
+    fn for_each_entry(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(StoredEntry<'_>) -> bool,
+    ) -> Result<(), StoreError> {
+        let from = to_i64(from, "seq")?;
+        let mut client = self.client()?;
+        // A portal streams in batches, so a long ledger is never held in memory at once.
+        let mut tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .context("cannot begin a read transaction")?;
+        let portal = tx
+            .bind(
+                "SELECT seq, bytes, leaf_hash FROM ledger_entries WHERE seq >= $1 ORDER BY seq",
+                &[&from],
+            )
+            .context("cannot read the ledger")?;
+        loop {
+            let rows = tx
+                .query_portal(&portal, STREAM_BATCH)
+                .context("cannot read the ledger")?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let seq = to_u64(get(row, 0, "a seq")?, "a seq")?;
+                let what = format!("ledger entry {seq}");
+                let bytes: &[u8] = get(row, 1, &what)?;
+                let leaf: &[u8] = get(row, 2, &what)?;
+                let leaf_hash = to_hash(leaf, &format!("the leaf hash of entry {seq}"))?;
+                if !f(StoredEntry {
+                    seq,
+                    bytes,
+                    leaf_hash,
+                }) {
+                    return Ok(());
+                }
+            }
+        }
+        tx.commit().context("cannot end the read transaction")
+    }
+
+    fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let available = self.ledger_size()?;
+        if size > available {
+            return Err(StoreError::Invalid(format!(
+                "the ledger has {available} entries, not {size}"
+            )));
+        }
+        let pairs = self.query(
+            "SELECT seq, leaf_hash FROM ledger_entries WHERE seq < $1 ORDER BY seq",
+            &[&to_i64(size, "size")?],
+            "leaf hashes",
+            |row| {
+                let seq = to_u64(get(row, 0, "a seq")?, "a seq")?;
+                let leaf: &[u8] = get(row, 1, "a leaf hash")?;
+                Ok((
+                    seq,
+                    to_hash(leaf, &format!("the leaf hash of entry {seq}"))?,
+                ))
+            },
+        )?;
+        sql::contiguous_leaves(pairs, size)
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT seq, bytes, leaf_hash FROM ledger_entries WHERE seq = $1",
+                &[&to_i64(seq, "seq")?],
+                "a ledger entry",
+                event_row,
+            )?
+            .pop())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let q = format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size");
+        self.query(&q, &[], "checkpoints", checkpoint_row)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let q = format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY size DESC LIMIT 1");
+        Ok(self
+            .query(&q, &[], "the latest checkpoint", checkpoint_row)?
+            .pop())
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<Checkpoint>, StoreError> {
+        let q = format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size = $1");
+        Ok(self
+            .query(
+                &q,
+                &[&to_i64(size, "size")?],
+                "a checkpoint",
+                checkpoint_row,
+            )?
+            .pop())
+    }
+
+    fn checkpoint_at_or_after(&self, size: u64) -> Result<Option<Checkpoint>, StoreError> {
+        let q = format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size >= $1 ORDER BY size LIMIT 1"
+        );
+        Ok(self
+            .query(
+                &q,
+                &[&to_i64(size, "size")?],
+                "a checkpoint",
+                checkpoint_row,
+            )?
+            .pop())
+    }
+
+    fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let values = self.query(
+            "SELECT value FROM meta WHERE key = $1",
+            &[&key],
+            "a setting",
+            |r| get(r, 0, "a setting"),
+        )?;
+        Ok(values.into_iter().next())
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.tx
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&key, &value],
+                )
+                .with_context(|| format!("cannot write setting `{key}`"))?;
+            Ok(())
+        })
+    }
+}
