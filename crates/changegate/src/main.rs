@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "changegate", version, about = "IT change management with enforced controls")]
+#[command(
+    name = "changegate",
+    version,
+    about = "IT change management with enforced controls"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -18,8 +18,13 @@ const CHECKPOINT_EVERY: u64 = 10_000;
 const ENCODE_SAMPLE: u64 = 100_000;
 const ROUNDS: usize = 3;
 
-const KINDS: [&str; 5] =
-    ["change.create", "change.evaluate", "change.approve", "change.implement", "change.close"];
+const KINDS: [&str; 5] = [
+    "change.create",
+    "change.evaluate",
+    "change.approve",
+    "change.implement",
+    "change.close",
+];
 const RISKS: [&str; 3] = ["low", "medium", "high"];
 
 /// An entry shaped like the ones the service writes: a change event with a small payload.
@@ -69,7 +74,11 @@ fn build(key: &SigningKey) -> Stored {
             checkpoints.push(cp);
         }
     }
-    Stored { arena, rows, checkpoints }
+    Stored {
+        arena,
+        rows,
+        checkpoints,
+    }
 }
 
 fn best_of<T>(mut run: impl FnMut() -> T) -> (Duration, T) {
@@ -102,13 +111,20 @@ fn main() {
     let (took, summary) = best_of(|| {
         let mut v = Verifier::new(key.verifying_key(), stored.checkpoints.clone());
         for &(seq, start, end, leaf_hash) in &stored.rows {
-            let e = StoredEntry { seq, bytes: &stored.arena[start..end], leaf_hash };
+            let e = StoredEntry {
+                seq,
+                bytes: &stored.arena[start..end],
+                leaf_hash,
+            };
             v.push(e).expect("the benchmark log is intact");
         }
         v.finish().expect("the benchmark log is intact")
     });
     assert_eq!(summary.entries, ENTRIES);
-    assert_eq!(summary.checkpoints_verified as u64, ENTRIES / CHECKPOINT_EVERY);
+    assert_eq!(
+        summary.checkpoints_verified as u64,
+        ENTRIES / CHECKPOINT_EVERY
+    );
     println!(
         "verify:         {:>12.0} entries/s  ({:.1} MB/s, {took:.2?} for {ENTRIES})",
         rate(ENTRIES, took),
@@ -126,8 +142,15 @@ fn main() {
     assert_eq!(root, summary.root);
     println!("frontier push:  {:>12.0} leaves/s", rate(ENTRIES, took));
 
-    let sample: Vec<Entry> = (0..ENCODE_SAMPLE).map(|s| entry(s, [s as u8; 32])).collect();
-    let (took, bytes) = best_of(|| sample.iter().map(|e| black_box(canonical_bytes(e)).len()).sum::<usize>());
+    let sample: Vec<Entry> = (0..ENCODE_SAMPLE)
+        .map(|s| entry(s, [s as u8; 32]))
+        .collect();
+    let (took, bytes) = best_of(|| {
+        sample
+            .iter()
+            .map(|e| black_box(canonical_bytes(e)).len())
+            .sum::<usize>()
+    });
     println!(
         "canonical_bytes:{:>12.0} entries/s  ({:.1} MB/s)",
         rate(ENCODE_SAMPLE, took),
@@ -135,7 +158,14 @@ fn main() {
     );
 
     let (took, _) = best_of(|| {
-        stored.rows.iter().map(|&(_, s, e, _)| leaf_hash(&stored.arena[s..e])[0] as u64).sum::<u64>()
+        stored
+            .rows
+            .iter()
+            .map(|&(_, s, e, _)| leaf_hash(&stored.arena[s..e])[0] as u64)
+            .sum::<u64>()
     });
-    println!("leaf_hash only: {:>12.0} entries/s  (for reference)", rate(ENTRIES, took));
+    println!(
+        "leaf_hash only: {:>12.0} entries/s  (for reference)",
+        rate(ENTRIES, took)
+    );
 }

@@ -68,7 +68,10 @@ impl Checkpoint {
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), LedgerError> {
         let expected = key_id(key);
         if self.key_id != expected {
-            return Err(LedgerError::KeyMismatch { expected, found: self.key_id.clone() });
+            return Err(LedgerError::KeyMismatch {
+                expected,
+                found: self.key_id.clone(),
+            });
         }
         let mut raw = [0u8; 64];
         hex::decode_to_slice(&self.signature, &mut raw)
@@ -118,6 +121,9 @@ mod tests {
         let k = key(5);
         let mut cp = Checkpoint::sign(&k, 1, [0; 32], [0; 32], "t");
         cp.signature.pop();
-        assert_eq!(cp.verify(&k.verifying_key()), Err(LedgerError::MalformedSignature));
+        assert_eq!(
+            cp.verify(&k.verifying_key()),
+            Err(LedgerError::MalformedSignature)
+        );
     }
 }

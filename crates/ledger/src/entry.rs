@@ -194,7 +194,10 @@ mod tests {
         let mut e = sample();
         e.payload = json!({"b": 0, "B": 0, "aa": 0, "a": 0, "é": 0, "_": 0});
         let text = String::from_utf8(canonical_bytes(&e)).unwrap();
-        assert!(text.contains(r#""payload":{"B":0,"_":0,"a":0,"aa":0,"b":0,"é":0}"#), "{text}");
+        assert!(
+            text.contains(r#""payload":{"B":0,"_":0,"a":0,"aa":0,"b":0,"é":0}"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -217,6 +220,9 @@ mod tests {
     fn decode_rejects_bad_prev() {
         let text = String::from_utf8(canonical_bytes(&sample())).unwrap();
         let broken = text.replace("abab", "zzzz");
-        assert!(matches!(decode_entry(broken.as_bytes()), Err(LedgerError::Decode(_))));
+        assert!(matches!(
+            decode_entry(broken.as_bytes()),
+            Err(LedgerError::Decode(_))
+        ));
     }
 }

@@ -209,12 +209,23 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(&(i as u64).to_be_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(&(i as u64).to_be_bytes()))
+            .collect()
     }
 
     #[test]
     fn split_is_largest_power_of_two_below() {
-        let cases = [(2, 1), (3, 2), (4, 2), (5, 4), (8, 4), (9, 8), (1000, 512), (1025, 1024)];
+        let cases = [
+            (2, 1),
+            (3, 2),
+            (4, 2),
+            (5, 4),
+            (8, 4),
+            (9, 8),
+            (1000, 512),
+            (1025, 1024),
+        ];
         for (n, k) in cases {
             assert_eq!(split(n), k, "n = {n}");
         }
@@ -231,7 +242,10 @@ mod tests {
         // Three leaves: the third is promoted, not duplicated.
         assert_eq!(root(&d[..3]), node_hash(&ab, &d[2]));
         // Seven leaves: ((ab cd) ((ef) g)).
-        assert_eq!(root(&d), node_hash(&node_hash(&ab, &cd), &node_hash(&ef, &d[6])));
+        assert_eq!(
+            root(&d),
+            node_hash(&node_hash(&ab, &cd), &node_hash(&ef, &d[6]))
+        );
     }
 
     #[test]
@@ -252,7 +266,10 @@ mod tests {
             Err(LedgerError::IndexOutOfRange { index: 4, size: 4 })
         );
         assert!(inclusion_proof(&[], 0).is_err());
-        assert_eq!(consistency_proof(&d, 5), Err(LedgerError::SizeOutOfRange { old: 5, new: 4 }));
+        assert_eq!(
+            consistency_proof(&d, 5),
+            Err(LedgerError::SizeOutOfRange { old: 5, new: 4 })
+        );
         assert_eq!(consistency_proof(&d, 4), Ok(vec![]));
         assert_eq!(consistency_proof(&d, 0), Ok(vec![]));
     }

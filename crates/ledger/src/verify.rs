@@ -197,7 +197,11 @@ impl Verifier {
                     entries - 1
                 ),
             };
-            return Err(Fault { seq: entries, kind: FaultKind::Truncated, message });
+            return Err(Fault {
+                seq: entries,
+                kind: FaultKind::Truncated,
+                message,
+            });
         }
         if let Some(cp) = beyond.first() {
             if let Err(err) = cp.verify(&self.key) {
@@ -219,14 +223,20 @@ impl Verifier {
         self.settle()?;
         let pos = self.frontier.size();
         if e.seq > pos {
-            self.gap = Some(Gap { from: pos, found: e.seq });
+            self.gap = Some(Gap {
+                from: pos,
+                found: e.seq,
+            });
             return Ok(());
         }
         if e.seq < pos {
             return Err(Fault {
                 seq: e.seq,
                 kind: FaultKind::Duplicate,
-                message: format!("event {} appears twice: it is stored again at position {pos}", e.seq),
+                message: format!(
+                    "event {} appears twice: it is stored again at position {pos}",
+                    e.seq
+                ),
             });
         }
         let hash = merkle::leaf_hash(e.bytes);
@@ -241,20 +251,31 @@ impl Verifier {
             return Err(Fault {
                 seq: pos,
                 kind: FaultKind::Undecodable,
-                message: format!("event {pos} is unreadable: its stored bytes are not a ledger entry"),
+                message: format!(
+                    "event {pos} is unreadable: its stored bytes are not a ledger entry"
+                ),
             });
         };
         if seq > pos {
-            self.gap = Some(Gap { from: pos, found: seq });
+            self.gap = Some(Gap {
+                from: pos,
+                found: seq,
+            });
             return Ok(());
         }
         if seq < pos {
             let message = if hash == self.head {
                 format!("event {seq} appears twice: position {pos} holds a copy of it")
             } else {
-                format!("event {seq} appears twice: position {pos} holds another entry numbered {seq}")
+                format!(
+                    "event {seq} appears twice: position {pos} holds another entry numbered {seq}"
+                )
             };
-            return Err(Fault { seq, kind: FaultKind::Duplicate, message });
+            return Err(Fault {
+                seq,
+                kind: FaultKind::Duplicate,
+                message,
+            });
         }
         if prev != self.head {
             return Err(match pos {
@@ -284,8 +305,8 @@ impl Verifier {
     /// Only the first number counts: when rows `a` and `b` swap, the rows between them are in
     /// their right places, and only `a` turning up later shows that `a` was moved, not lost.
     fn watch_gap(&self, gap: Gap, e: &StoredEntry<'_>) -> Result<(), Fault> {
-        let reappears = e.seq == gap.from
-            || decode_head(e.bytes).is_some_and(|(seq, _)| seq == gap.from);
+        let reappears =
+            e.seq == gap.from || decode_head(e.bytes).is_some_and(|(seq, _)| seq == gap.from);
         if !reappears {
             return Ok(());
         }
@@ -321,7 +342,11 @@ impl Verifier {
                          checkpoint at size {size}"
                     ),
                 };
-                return Err(Fault { seq: last, kind: FaultKind::CheckpointMismatch, message });
+                return Err(Fault {
+                    seq: last,
+                    kind: FaultKind::CheckpointMismatch,
+                    message,
+                });
             }
             if cp.root != self.frontier.root() {
                 return Err(Fault {
@@ -346,13 +371,20 @@ fn missing(gap: Gap) -> Fault {
     } else {
         format!("events {} to {} are missing", gap.from, gap.found - 1)
     };
-    Fault { seq: gap.from, kind: FaultKind::Missing, message }
+    Fault {
+        seq: gap.from,
+        kind: FaultKind::Missing,
+        message,
+    }
 }
 
 fn bad_signature(cp: &Checkpoint, err: &LedgerError) -> Fault {
     Fault {
         seq: cp.size.saturating_sub(1),
         kind: FaultKind::BadCheckpointSignature,
-        message: format!("the checkpoint at size {} is not validly signed: {err}", cp.size),
+        message: format!(
+            "the checkpoint at size {} is not validly signed: {err}",
+            cp.size
+        ),
     }
 }

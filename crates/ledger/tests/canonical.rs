@@ -140,7 +140,10 @@ fn sample(payload: Value) -> Entry {
 
 #[test]
 fn keys_sort_whatever_order_they_were_inserted_in() {
-    let pairs = [("zeta", json!(1)), ("alpha", json!({"y": 1, "b": [{"d": 0, "c": 0}]}))];
+    let pairs = [
+        ("zeta", json!(1)),
+        ("alpha", json!({"y": 1, "b": [{"d": 0, "c": 0}]})),
+    ];
     let mut forward = Map::new();
     let mut backward = Map::new();
     for (k, v) in &pairs {
@@ -154,7 +157,10 @@ fn keys_sort_whatever_order_they_were_inserted_in() {
     assert_eq!(a, b);
     assert_canonical_shape(&a);
     let text = String::from_utf8(a).unwrap();
-    assert!(text.contains(r#"{"alpha":{"b":[{"c":0,"d":0}],"y":1},"zeta":1}"#), "{text}");
+    assert!(
+        text.contains(r#"{"alpha":{"b":[{"c":0,"d":0}],"y":1},"zeta":1}"#),
+        "{text}"
+    );
 }
 
 #[test]
@@ -180,7 +186,8 @@ fn strings_use_serde_json_escaping() {
 
 #[test]
 fn floats_use_the_shortest_round_trip_form() {
-    let e = sample(json!({"a": 0.1, "b": 1.0, "c": 1e100, "d": -2.5, "e": 18446744073709551615u64}));
+    let e =
+        sample(json!({"a": 0.1, "b": 1.0, "c": 1e100, "d": -2.5, "e": 18446744073709551615u64}));
     let text = String::from_utf8(canonical_bytes(&e)).unwrap();
     assert!(
         text.contains(r#"{"a":0.1,"b":1.0,"c":1e+100,"d":-2.5,"e":18446744073709551615}"#),

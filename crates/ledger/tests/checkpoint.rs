@@ -36,7 +36,11 @@ fn every_signed_field_is_covered() {
     for (field, tamper) in tampers {
         let mut bad = cp.clone();
         tamper(&mut bad);
-        assert_eq!(bad.verify(&vk), Err(LedgerError::BadSignature), "tampered {field}");
+        assert_eq!(
+            bad.verify(&vk),
+            Err(LedgerError::BadSignature),
+            "tampered {field}"
+        );
     }
 }
 
@@ -51,12 +55,18 @@ fn a_different_key_fails() {
     // Relabelled with the other key's id, the signature itself still gives it away.
     let mut relabelled = cp.clone();
     relabelled.key_id = key_id(&other.verifying_key());
-    assert_eq!(relabelled.verify(&other.verifying_key()), Err(LedgerError::BadSignature));
+    assert_eq!(
+        relabelled.verify(&other.verifying_key()),
+        Err(LedgerError::BadSignature)
+    );
 
     // And a checkpoint signed by the other key but labelled as ours fails under ours.
     let mut forged = signed(&other);
     forged.key_id = cp.key_id.clone();
-    assert_eq!(forged.verify(&key.verifying_key()), Err(LedgerError::BadSignature));
+    assert_eq!(
+        forged.verify(&key.verifying_key()),
+        Err(LedgerError::BadSignature)
+    );
 }
 
 #[test]

@@ -36,7 +36,10 @@ fn h(s: &str) -> Hash {
 }
 
 fn leaves() -> Vec<Hash> {
-    LEAVES.iter().map(|l| leaf_hash(&hex::decode(l).unwrap())).collect()
+    LEAVES
+        .iter()
+        .map(|l| leaf_hash(&hex::decode(l).unwrap()))
+        .collect()
 }
 
 #[test]
@@ -80,7 +83,11 @@ fn inclusion_proofs_match_reference() {
                 "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
             ],
         ),
-        (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
+        (
+            2,
+            3,
+            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
         (
             1,
             5,
@@ -97,15 +104,45 @@ fn inclusion_proofs_match_reference() {
         let got = inclusion_proof(&d[..size], index).unwrap();
         assert_eq!(got, want, "leaf {index} of {size}");
         let r = h(ROOTS[size - 1]);
-        assert!(verify_inclusion(&d[index as usize], index, size as u64, &want, &r));
+        assert!(verify_inclusion(
+            &d[index as usize],
+            index,
+            size as u64,
+            &want,
+            &r
+        ));
         // The same path must not prove a neighbour, a different size, or a different root.
         let other = (index + 1) % size as u64;
-        assert!(!verify_inclusion(&d[index as usize], other, size as u64, &want, &r));
-        assert!(!verify_inclusion(&d[index as usize], index, size as u64 * 2, &want, &r));
-        assert!(!verify_inclusion(&d[index as usize], index, size as u64, &want, &empty_root()));
+        assert!(!verify_inclusion(
+            &d[index as usize],
+            other,
+            size as u64,
+            &want,
+            &r
+        ));
+        assert!(!verify_inclusion(
+            &d[index as usize],
+            index,
+            size as u64 * 2,
+            &want,
+            &r
+        ));
+        assert!(!verify_inclusion(
+            &d[index as usize],
+            index,
+            size as u64,
+            &want,
+            &empty_root()
+        ));
         let mut longer = want.clone();
         longer.push(r);
-        assert!(!verify_inclusion(&d[index as usize], index, size as u64, &longer, &r));
+        assert!(!verify_inclusion(
+            &d[index as usize],
+            index,
+            size as u64,
+            &longer,
+            &r
+        ));
     }
 }
 
@@ -143,13 +180,23 @@ fn consistency_proofs_match_reference() {
     let d = leaves();
     for (old, new, proof) in cases {
         let want: Vec<Hash> = proof.iter().map(|p| h(p)).collect();
-        assert_eq!(consistency_proof(&d[..new], old).unwrap(), want, "{old} -> {new}");
+        assert_eq!(
+            consistency_proof(&d[..new], old).unwrap(),
+            want,
+            "{old} -> {new}"
+        );
         let (r1, r2) = (h(ROOTS[old as usize - 1]), h(ROOTS[new - 1]));
         assert!(verify_consistency(old, new as u64, &r1, &r2, &want));
         assert!(!verify_consistency(old, new as u64, &r2, &r1, &want));
         assert!(!verify_consistency(old + 1, new as u64, &r1, &r2, &want));
         assert!(!verify_consistency(old, new as u64 * 2, &r1, &r2, &want));
-        assert!(!verify_consistency(old, new as u64, &r1, &r2, &want[..want.len() - 1]));
+        assert!(!verify_consistency(
+            old,
+            new as u64,
+            &r1,
+            &r2,
+            &want[..want.len() - 1]
+        ));
         let mut longer = want.clone();
         longer.push(r1);
         assert!(!verify_consistency(old, new as u64, &r1, &r2, &longer));

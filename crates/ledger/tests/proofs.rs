@@ -8,7 +8,9 @@ use ledger::{
 use proptest::prelude::*;
 
 fn leaves(n: usize, salt: u64) -> Vec<Hash> {
-    (0..n as u64).map(|i| leaf_hash(&[salt.to_le_bytes(), i.to_le_bytes()].concat())).collect()
+    (0..n as u64)
+        .map(|i| leaf_hash(&[salt.to_le_bytes(), i.to_le_bytes()].concat()))
+        .collect()
 }
 
 fn flip(h: &Hash, bit: usize) -> Hash {
@@ -98,12 +100,18 @@ fn every_proof_for_every_size_to_64_verifies() {
         let r = root(&d[..n]);
         for i in 0..n as u64 {
             let p = inclusion_proof(&d[..n], i).unwrap();
-            assert!(verify_inclusion(&d[i as usize], i, n as u64, &p, &r), "leaf {i} of {n}");
+            assert!(
+                verify_inclusion(&d[i as usize], i, n as u64, &p, &r),
+                "leaf {i} of {n}"
+            );
         }
         for old in 0..=n as u64 {
             let p = consistency_proof(&d[..n], old).unwrap();
             let r1 = root(&d[..old as usize]);
-            assert!(verify_consistency(old, n as u64, &r1, &r, &p), "{old} -> {n}");
+            assert!(
+                verify_consistency(old, n as u64, &r1, &r, &p),
+                "{old} -> {n}"
+            );
         }
     }
 }

@@ -64,7 +64,10 @@ fn edited_bytes_name_the_event() {
         let mut log = build(50, 10);
         edit_bytes(&mut log.rows[k], |e| e.actor = "mallory".into());
         let f = assert_fault(verify(&log), FaultKind::Edited, k as u64);
-        assert_eq!(f.message, format!("event {k} was altered: its hash does not match its content"));
+        assert_eq!(
+            f.message,
+            format!("event {k} was altered: its hash does not match its content")
+        );
     }
 }
 
@@ -87,7 +90,11 @@ fn edited_bytes_and_hash_at_a_checkpoint_are_caught_by_its_head() {
     let mut log = build(50, 10);
     rewrite(&mut log.rows[29], |e| e.kind = "change.reject".into());
     let f = assert_fault(verify(&log), FaultKind::CheckpointMismatch, 29);
-    assert!(f.message.starts_with("event 29 was altered"), "{}", f.message);
+    assert!(
+        f.message.starts_with("event 29 was altered"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
@@ -97,7 +104,8 @@ fn rewritten_last_entry_after_the_last_checkpoint_goes_unnoticed() {
     let mut log = build(25, 10);
     rewrite(&mut log.rows[24], |e| e.actor = "mallory".into());
     assert!(verify(&log).is_ok());
-    log.checkpoints.push(Checkpoint::sign(&log.key, 25, [0; 32], [0; 32], "t"));
+    log.checkpoints
+        .push(Checkpoint::sign(&log.key, 25, [0; 32], [0; 32], "t"));
     assert_fault(verify(&log), FaultKind::CheckpointMismatch, 24);
 }
 
@@ -145,13 +153,23 @@ fn swapped_rows_are_reordered() {
         let mut log = build(50, 10);
         log.rows.swap(a, b);
         let f = assert_fault(verify(&log), FaultKind::Reordered, a as u64);
-        assert!(f.message.starts_with(&format!("event {a} is out of order")), "{}", f.message);
+        assert!(
+            f.message.starts_with(&format!("event {a} is out of order")),
+            "{}",
+            f.message
+        );
 
         // Contents swapped under a fixed `seq` column, hashes moved along with the bytes.
         let mut log = build(50, 10);
         let (ra, rb) = (log.rows[a].clone(), log.rows[b].clone());
-        log.rows[a] = Row { seq: a as u64, ..rb };
-        log.rows[b] = Row { seq: b as u64, ..ra };
+        log.rows[a] = Row {
+            seq: a as u64,
+            ..rb
+        };
+        log.rows[b] = Row {
+            seq: b as u64,
+            ..ra
+        };
         assert_fault(verify(&log), FaultKind::Reordered, a as u64);
     }
 }
@@ -185,7 +203,11 @@ fn duplicated_rows_are_reported() {
     let copy = log.rows[14].clone();
     log.rows.insert(15, copy);
     let f = assert_fault(verify(&log), FaultKind::Duplicate, 14);
-    assert!(f.message.starts_with("event 14 appears twice"), "{}", f.message);
+    assert!(
+        f.message.starts_with("event 14 appears twice"),
+        "{}",
+        f.message
+    );
 
     // A copy slipped in under a fresh `seq`, with later rows renumbered to make room.
     let mut log = build(30, 10);
@@ -253,7 +275,11 @@ fn validly_signed_checkpoint_with_a_wrong_root_mismatches() {
     let c = log.checkpoints[1].clone();
     log.checkpoints[1] = Checkpoint::sign(&log.key, c.size, [7; 32], c.head, &c.time);
     let f = assert_fault(verify(&log), FaultKind::CheckpointMismatch, 19);
-    assert!(f.message.contains("merkle root at size 20"), "{}", f.message);
+    assert!(
+        f.message.contains("merkle root at size 20"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
@@ -262,7 +288,10 @@ fn undecodable_bytes_with_a_matching_hash() {
     log.rows[4].bytes = b"{\"seq\":4}".to_vec();
     log.rows[4].leaf_hash = leaf_hash(&log.rows[4].bytes);
     let f = assert_fault(verify(&log), FaultKind::Undecodable, 4);
-    assert_eq!(f.message, "event 4 is unreadable: its stored bytes are not a ledger entry");
+    assert_eq!(
+        f.message,
+        "event 4 is unreadable: its stored bytes are not a ledger entry"
+    );
 }
 
 #[test]
@@ -276,7 +305,11 @@ fn seq_inside_the_bytes_must_match_the_position() {
     let mut log = build(20, 0);
     rewrite(&mut log.rows[6], |e| e.seq = 2);
     let f = assert_fault(verify(&log), FaultKind::Duplicate, 2);
-    assert!(f.message.contains("another entry numbered 2"), "{}", f.message);
+    assert!(
+        f.message.contains("another entry numbered 2"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
@@ -288,7 +321,11 @@ fn the_first_fault_wins_and_sticks() {
     let mut v = Verifier::new(log.key.verifying_key(), log.checkpoints.clone());
     let mut first = None;
     for r in &log.rows {
-        if let Err(f) = v.push(StoredEntry { seq: r.seq, bytes: &r.bytes, leaf_hash: r.leaf_hash }) {
+        if let Err(f) = v.push(StoredEntry {
+            seq: r.seq,
+            bytes: &r.bytes,
+            leaf_hash: r.leaf_hash,
+        }) {
             assert_eq!(f.seq, 5);
             first.get_or_insert(f);
         }

@@ -52,7 +52,10 @@ impl FromRequestParts<AppState> for Authenticated {
             .map_err(|e| ApiError::from(crate::service::ServiceError::Store(e)))?
             .ok_or_else(|| ApiError::unauthorized("invalid_token", "the API token is not valid"))?;
         if !user.active {
-            return Err(ApiError::unauthorized("invalid_token", "the API token's user is deactivated"));
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "the API token's user is deactivated",
+            ));
         }
         Ok(Authenticated(user))
     }

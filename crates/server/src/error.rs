@@ -32,7 +32,11 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.into(), message: message.into() }
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     pub fn unauthorized(code: &str, message: &str) -> Self {
@@ -88,7 +92,11 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(_) => {
                 tracing::error!(error = %e, "storage failure");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_error", e.to_string())
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_error",
+                    e.to_string(),
+                )
             }
             ServiceError::Corrupt { .. } => {
                 tracing::error!(error = %e, "unreadable history");
@@ -100,12 +108,18 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }

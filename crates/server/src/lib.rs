@@ -87,13 +87,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/changes", post(routes::changes::create).get(routes::changes::list))
+        .route(
+            "/changes",
+            post(routes::changes::create).get(routes::changes::list),
+        )
         .route("/changes/:id", get(routes::changes::get))
         .route("/changes/:id/actions", post(routes::changes::act))
         .route("/exceptions", get(routes::exceptions::list))
         .route("/ledger/checkpoint", get(routes::ledger::checkpoint))
         .route("/ledger/proof/inclusion", get(routes::ledger::inclusion))
-        .route("/ledger/proof/consistency", get(routes::ledger::consistency))
+        .route(
+            "/ledger/proof/consistency",
+            get(routes::ledger::consistency),
+        )
         .route("/ledger/entries/:seq", get(routes::ledger::entry))
         .route("/openapi.json", get(openapi_json));
     Router::new()
@@ -101,7 +107,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), access_log))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -120,9 +129,15 @@ async fn not_found() -> error::ApiError {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let store = state.service.store.clone();
-    let size = tokio::task::spawn_blocking(move || store.ledger_size().ok()).await.ok().flatten();
+    let size = tokio::task::spawn_blocking(move || store.ledger_size().ok())
+        .await
+        .ok()
+        .flatten();
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(size),
     )
         .into_response()
@@ -141,7 +156,9 @@ async fn access_log(State(state): State<AppState>, request: Request, next: Next)
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    state.metrics.request(method.as_str(), &route, status, elapsed);
+    state
+        .metrics
+        .request(method.as_str(), &route, status, elapsed);
     if route == "/healthz" || route == "/metrics" {
         tracing::debug!(http.method = %method, http.route = %route, http.status = status,
             latency_us = elapsed.as_micros() as u64, "request");

@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 12] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -34,7 +35,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let Ok(mut m) = self.inner.lock() else { return };
-        *m.requests.entry((method.to_string(), route.to_string(), status)).or_default() += 1;
+        *m.requests
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default() += 1;
         let h = m.latency.entry(route.to_string()).or_default();
         let secs = elapsed.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {

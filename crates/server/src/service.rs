@@ -17,7 +17,11 @@ pub enum ServiceError {
     #[error("change `{0}` does not exist")]
     NotFound(String),
     #[error("`{id}` changed meanwhile: it is at version {actual}, the action expected {expected}")]
-    VersionConflict { id: String, expected: u64, actual: u64 },
+    VersionConflict {
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
     #[error("the user `{0}` is deactivated")]
@@ -45,7 +49,11 @@ pub struct Service {
 impl Service {
     pub fn new(store: Arc<dyn store::Store>, policy: Policy) -> Service {
         let committer = Committer::start(store.clone());
-        Service { store, committer, policy: Arc::new(policy) }
+        Service {
+            store,
+            committer,
+            policy: Arc::new(policy),
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -89,9 +97,16 @@ impl Service {
         new: NewChange,
         now: OffsetDateTime,
     ) -> Result<Change, ServiceError> {
-        let ctx = domain::Context { policy: &self.policy, actor, now };
+        let ctx = domain::Context {
+            policy: &self.policy,
+            actor,
+            now,
+        };
         let event = domain::request(&new, &ctx).map_err(ServiceError::Refused)?;
-        let at = Recorded { time: domain::action::format_instant(now), actor: actor.name.clone() };
+        let at = Recorded {
+            time: domain::action::format_instant(now),
+            actor: actor.name.clone(),
+        };
         // The id is allocated inside the write; fold with a placeholder and fix it after.
         let change = Change::requested("", &at, &new);
         let write = Write {
@@ -134,13 +149,23 @@ impl Service {
                 self.check_user_exists(assignee).await?;
             }
         }
-        let ctx = domain::Context { policy: &self.policy, actor, now };
+        let ctx = domain::Context {
+            policy: &self.policy,
+            actor,
+            now,
+        };
         let event = domain::decide(&change, &action, &ctx).map_err(ServiceError::Refused)?;
-        let at = Recorded { time: domain::action::format_instant(now), actor: actor.name.clone() };
+        let at = Recorded {
+            time: domain::action::format_instant(now),
+            actor: actor.name.clone(),
+        };
         let version = change.version;
         change.apply(&at, &event);
         let write = Write {
-            target: Target::Change { id: id.to_string(), expected_version: version },
+            target: Target::Change {
+                id: id.to_string(),
+                expected_version: version,
+            },
             entries: vec![entry(actor, &at, &event)?],
             columns: Some(columns(&change)),
         };
@@ -179,9 +204,15 @@ impl Service {
             ServiceError::Store(StoreError::Backend("the committer stopped".into()))
         })?;
         result.map_err(|e| match e {
-            StoreError::Conflict { id, expected, actual } => {
-                ServiceError::VersionConflict { id, expected, actual }
-            }
+            StoreError::Conflict {
+                id,
+                expected,
+                actual,
+            } => ServiceError::VersionConflict {
+                id,
+                expected,
+                actual,
+            },
             other => ServiceError::Store(other),
         })
     }
@@ -196,13 +227,23 @@ impl Service {
         now: OffsetDateTime,
     ) -> Result<Change, ServiceError> {
         let mut change = self.load(id)?.change;
-        let ctx = domain::Context { policy: &self.policy, actor, now };
+        let ctx = domain::Context {
+            policy: &self.policy,
+            actor,
+            now,
+        };
         let event = domain::decide(&change, &action, &ctx).map_err(ServiceError::Refused)?;
-        let at = Recorded { time: domain::action::format_instant(now), actor: actor.name.clone() };
+        let at = Recorded {
+            time: domain::action::format_instant(now),
+            actor: actor.name.clone(),
+        };
         let version = change.version;
         change.apply(&at, &event);
         let write = Write {
-            target: Target::Change { id: id.to_string(), expected_version: version },
+            target: Target::Change {
+                id: id.to_string(),
+                expected_version: version,
+            },
             entries: vec![entry(actor, &at, &event)?],
             columns: Some(columns(&change)),
         };
@@ -217,9 +258,16 @@ impl Service {
         new: NewChange,
         now: OffsetDateTime,
     ) -> Result<Change, ServiceError> {
-        let ctx = domain::Context { policy: &self.policy, actor, now };
+        let ctx = domain::Context {
+            policy: &self.policy,
+            actor,
+            now,
+        };
         let event = domain::request(&new, &ctx).map_err(ServiceError::Refused)?;
-        let at = Recorded { time: domain::action::format_instant(now), actor: actor.name.clone() };
+        let at = Recorded {
+            time: domain::action::format_instant(now),
+            actor: actor.name.clone(),
+        };
         let mut change = Change::requested("", &at, &new);
         let write = Write {
             target: Target::NewChange,
@@ -237,14 +285,26 @@ pub fn fold(id: &str, events: &[StoredEvent]) -> Result<Change, ServiceError> {
     let mut decoded = Vec::with_capacity(events.len());
     for e in events {
         let event: ChangeEvent =
-            serde_json::from_value(e.entry.payload.clone()).map_err(|err| ServiceError::Corrupt {
-                id: id.to_string(),
-                message: format!("event {}: {err}", e.seq),
+            serde_json::from_value(e.entry.payload.clone()).map_err(|err| {
+                ServiceError::Corrupt {
+                    id: id.to_string(),
+                    message: format!("event {}: {err}", e.seq),
+                }
             })?;
-        decoded.push((Recorded { time: e.entry.time.clone(), actor: e.entry.actor.clone() }, event));
+        decoded.push((
+            Recorded {
+                time: e.entry.time.clone(),
+                actor: e.entry.actor.clone(),
+            },
+            event,
+        ));
     }
-    Change::replay(id, decoded.iter().map(|(r, e)| (r.clone(), e)))
-        .map_err(|e| ServiceError::Corrupt { id: id.to_string(), message: e.to_string() })
+    Change::replay(id, decoded.iter().map(|(r, e)| (r.clone(), e))).map_err(|e| {
+        ServiceError::Corrupt {
+            id: id.to_string(),
+            message: e.to_string(),
+        }
+    })
 }
 
 fn entry(actor: &Actor, at: &Recorded, event: &ChangeEvent) -> Result<NewEntry, ServiceError> {

@@ -4,6 +4,7 @@
 //! pool of synchronous clients; each client drives its own I/O, so the store works from a
 //! plain thread as well as from `tokio::task::spawn_blocking`.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
@@ -12,7 +13,7 @@ use std::time::Duration;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use ledger::{Checkpoint, Frontier, StoredEntry};
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row};
+use postgres::{Client, Config, GenericClient, NoTls, Row, Statement};
 
 use crate::append::{self, EntryRow, HeadRow, Tx};
 use crate::migrations;
@@ -32,43 +33,74 @@ const STREAM_BATCH: i32 = 1000;
 /// names this lock in `pg_advisory_xact_lock`).
 const MIGRATION_LOCK: i64 = 0x6368_616e_6765_6761;
 
+/// Statements prepared once per connection: parsing and planning every statement again would
+/// cost a round trip each, several per appended entry.
+type Statements = HashMap<String, Statement>;
+
+/// More distinct statements than this on one connection means something builds SQL text
+/// freely; the cache starts over rather than grow without bound.
+const MAX_STATEMENTS: usize = 128;
+
+/// Returns the prepared form of `sql` on the connection `client` belongs to.
+fn prepared<C: GenericClient>(
+    client: &mut C,
+    statements: &mut Statements,
+    sql: &str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = statements.get(sql) {
+        return Ok(s.clone());
+    }
+    let statement = client.prepare(sql)?;
+    if statements.len() >= MAX_STATEMENTS {
+        statements.clear();
+    }
+    statements.insert(sql.to_string(), statement.clone());
+    Ok(statement)
+}
+
 pub(crate) struct PgStore {
     config: Config,
     key: SigningKey,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
-/// A client on loan from the pool, returned on drop unless its connection broke.
+/// One connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+/// A connection on loan from the pool, returned on drop unless it broke.
 struct Pooled<'s> {
     store: &'s PgStore,
-    client: Option<Client>,
+    conn: Option<Conn>,
 }
 
 impl Deref for Pooled<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        // Only `drop` takes the client out.
-        self.client
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        // Only `drop` takes the connection out.
+        self.conn
             .as_ref()
-            .expect("a pooled client is present until dropped")
+            .expect("a pooled connection is present until dropped")
     }
 }
 
 impl DerefMut for Pooled<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn
             .as_mut()
-            .expect("a pooled client is present until dropped")
+            .expect("a pooled connection is present until dropped")
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            if !client.is_closed() {
+        if let Some(conn) = self.conn.take() {
+            if !conn.client.is_closed() {
                 let mut idle = lock(&self.store.idle);
                 if idle.len() < IDLE_CLIENTS {
-                    idle.push(client);
+                    idle.push(conn);
                 }
             }
         }
@@ -98,9 +130,9 @@ impl PgStore {
             idle: Mutex::new(Vec::new()),
         };
         {
-            let mut client = store.client()?;
-            migrate(&mut client)?;
-            client
+            let mut conn = store.client()?;
+            migrate(&mut conn.client)?;
+            conn.client
                 .execute(
                     "INSERT INTO ledger_head (id, size, head, frontier) VALUES (1, 0, $1, $2) \
                      ON CONFLICT (id) DO NOTHING",
@@ -113,16 +145,19 @@ impl PgStore {
 
     fn client(&self) -> Result<Pooled<'_>, StoreError> {
         let pooled = lock(&self.idle).pop();
-        let client = match pooled {
+        let conn = match pooled {
             Some(c) => c,
-            None => self
-                .config
-                .connect(NoTls)
-                .context("cannot connect to PostgreSQL")?,
+            None => Conn {
+                client: self
+                    .config
+                    .connect(NoTls)
+                    .context("cannot connect to PostgreSQL")?,
+                statements: Statements::new(),
+            },
         };
         Ok(Pooled {
             store: self,
-            client: Some(client),
+            conn: Some(conn),
         })
     }
 
@@ -131,11 +166,12 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut PgTx<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut client = self.client()?;
+        let mut pooled = self.client()?;
+        let Conn { client, statements } = &mut *pooled;
         let tx = client
             .transaction()
             .context("cannot begin a write transaction")?;
-        let mut tx = PgTx { tx };
+        let mut tx = PgTx { tx, statements };
         let result = f(&mut tx)?;
         tx.tx
             .commit()
@@ -163,9 +199,10 @@ impl PgStore {
         what: &str,
         convert: impl FnMut(&Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut client = self.client()?;
-        let rows = client
-            .query(query, params)
+        let mut pooled = self.client()?;
+        let Conn { client, statements } = &mut *pooled;
+        let rows = prepared(client, statements, query)
+            .and_then(|statement| client.query(&statement, params))
             .with_context(|| format!("cannot read {what}"))?;
         rows.iter().map(convert).collect()
     }
@@ -267,21 +304,47 @@ fn event_row(row: &Row) -> Result<StoredEvent, StoreError> {
 /// The open write transaction the append algorithm runs in.
 struct PgTx<'c> {
     tx: postgres::Transaction<'c>,
+    statements: &'c mut Statements,
 }
 
 impl PgTx<'_> {
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let statement = prepared(&mut self.tx, self.statements, sql)?;
+        self.tx.execute(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = prepared(&mut self.tx, self.statements, sql)?;
+        self.tx.query_opt(&statement, params)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let statement = prepared(&mut self.tx, self.statements, sql)?;
+        self.tx.query_one(&statement, params)
+    }
+
     fn replace_systems(&mut self, id: &str, systems: &[String]) -> Result<(), StoreError> {
-        self.tx
-            .execute("DELETE FROM change_systems WHERE change_id = $1", &[&id])
+        self.execute("DELETE FROM change_systems WHERE change_id = $1", &[&id])
             .with_context(|| format!("cannot clear the systems of `{id}`"))?;
         for system in systems {
-            self.tx
-                .execute(
-                    "INSERT INTO change_systems (change_id, system) VALUES ($1, $2) \
+            self.execute(
+                "INSERT INTO change_systems (change_id, system) VALUES ($1, $2) \
                      ON CONFLICT DO NOTHING",
-                    &[&id, system],
-                )
-                .with_context(|| format!("cannot record the systems of `{id}`"))?;
+                &[&id, system],
+            )
+            .with_context(|| format!("cannot record the systems of `{id}`"))?;
         }
         Ok(())
     }
@@ -289,34 +352,31 @@ impl PgTx<'_> {
     fn insert_user(&mut self, user: &User, token_hash: &str) -> Result<(), StoreError> {
         // Writers hold the head lock, so no other transaction can add this name meanwhile.
         let exists = self
-            .tx
             .query_opt("SELECT 1 FROM users WHERE name = $1", &[&user.name])
             .with_context(|| format!("cannot look up user `{}`", user.name))?
             .is_some();
         if exists {
             return Err(StoreError::UserExists(user.name.clone()));
         }
-        self.tx
-            .execute(
-                "INSERT INTO users (name, roles, user_groups, machine, active, created_at, \
+        self.execute(
+            "INSERT INTO users (name, roles, user_groups, machine, active, created_at, \
                  token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &user.name,
-                    &sql::list_to_text(&user.roles),
-                    &sql::list_to_text(&user.groups),
-                    &user.machine,
-                    &user.active,
-                    &user.created_at,
-                    &token_hash,
-                ],
-            )
-            .with_context(|| format!("cannot add user `{}`", user.name))?;
+            &[
+                &user.name,
+                &sql::list_to_text(&user.roles),
+                &sql::list_to_text(&user.groups),
+                &user.machine,
+                &user.active,
+                &user.created_at,
+                &token_hash,
+            ],
+        )
+        .with_context(|| format!("cannot add user `{}`", user.name))?;
         Ok(())
     }
 
     fn update_user(&mut self, user: &User) -> Result<(), StoreError> {
         let n = self
-            .tx
             .execute(
                 "UPDATE users SET roles = $2, user_groups = $3, machine = $4, active = $5 \
                  WHERE name = $1",
@@ -339,7 +399,6 @@ impl PgTx<'_> {
 impl Tx for PgTx<'_> {
     fn lock_head(&mut self) -> Result<HeadRow, StoreError> {
         let row = self
-            .tx
             .query_one(
                 "SELECT size, head, frontier FROM ledger_head WHERE id = 1 FOR UPDATE",
                 &[],
@@ -353,16 +412,15 @@ impl Tx for PgTx<'_> {
     }
 
     fn store_head(&mut self, head: &HeadRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "UPDATE ledger_head SET size = $1, head = $2, frontier = $3 WHERE id = 1",
-                &[
-                    &to_i64(head.size, "ledger size")?,
-                    &&head.head[..],
-                    &head.frontier,
-                ],
-            )
-            .context("cannot update the ledger head")?;
+        self.execute(
+            "UPDATE ledger_head SET size = $1, head = $2, frontier = $3 WHERE id = 1",
+            &[
+                &to_i64(head.size, "ledger size")?,
+                &&head.head[..],
+                &head.frontier,
+            ],
+        )
+        .context("cannot update the ledger head")?;
         Ok(())
     }
 
@@ -386,7 +444,6 @@ impl Tx for PgTx<'_> {
 
     fn next_change_number(&mut self) -> Result<u64, StoreError> {
         let row = self
-            .tx
             .query_one(
                 "UPDATE counters SET value = value + 1 WHERE name = 'change' RETURNING value",
                 &[],
@@ -397,7 +454,6 @@ impl Tx for PgTx<'_> {
 
     fn change_version(&mut self, id: &str) -> Result<Option<u64>, StoreError> {
         let row = self
-            .tx
             .query_opt("SELECT version FROM changes WHERE id = $1", &[&id])
             .with_context(|| format!("cannot read the version of `{id}`"))?;
         match row {
@@ -410,21 +466,20 @@ impl Tx for PgTx<'_> {
     }
 
     fn insert_entry(&mut self, row: &EntryRow<'_>) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "INSERT INTO ledger_entries (seq, subject, kind, actor, time, bytes, leaf_hash) \
+        self.execute(
+            "INSERT INTO ledger_entries (seq, subject, kind, actor, time, bytes, leaf_hash) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &to_i64(row.seq, "seq")?,
-                    &row.subject,
-                    &row.kind,
-                    &row.actor,
-                    &row.time,
-                    &row.bytes,
-                    &&row.leaf_hash[..],
-                ],
-            )
-            .with_context(|| format!("cannot insert ledger entry {}", row.seq))?;
+            &[
+                &to_i64(row.seq, "seq")?,
+                &row.subject,
+                &row.kind,
+                &row.actor,
+                &row.time,
+                &row.bytes,
+                &&row.leaf_hash[..],
+            ],
+        )
+        .with_context(|| format!("cannot insert ledger entry {}", row.seq))?;
         Ok(())
     }
 
@@ -436,28 +491,27 @@ impl Tx for PgTx<'_> {
         created_at: &str,
         updated_at: &str,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                &format!(
-                    "INSERT INTO changes ({CHANGE_COLUMNS}) \
+        self.execute(
+            &format!(
+                "INSERT INTO changes ({CHANGE_COLUMNS}) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ),
-                &[
-                    &id,
-                    &to_i64(version, "version")?,
-                    &c.stage,
-                    &c.change_type,
-                    &c.category,
-                    &c.title,
-                    &c.requester,
-                    &c.assignee,
-                    &c.risk,
-                    &sql::list_to_text(&c.systems),
-                    &created_at,
-                    &updated_at,
-                ],
-            )
-            .with_context(|| format!("cannot insert change `{id}`"))?;
+            ),
+            &[
+                &id,
+                &to_i64(version, "version")?,
+                &c.stage,
+                &c.change_type,
+                &c.category,
+                &c.title,
+                &c.requester,
+                &c.assignee,
+                &c.risk,
+                &sql::list_to_text(&c.systems),
+                &created_at,
+                &updated_at,
+            ],
+        )
+        .with_context(|| format!("cannot insert change `{id}`"))?;
         self.replace_systems(id, &c.systems)
     }
 
@@ -471,7 +525,6 @@ impl Tx for PgTx<'_> {
         let version = to_i64(version, "version")?;
         match columns {
             None => self
-                .tx
                 .execute(
                     "UPDATE changes SET version = $2, updated_at = $3 WHERE id = $1",
                     &[&id, &version, &updated_at],
@@ -479,47 +532,45 @@ impl Tx for PgTx<'_> {
                 .with_context(|| format!("cannot update change `{id}`"))
                 .map(|_| ()),
             Some(c) => {
-                self.tx
-                    .execute(
-                        "UPDATE changes SET version = $2, updated_at = $3, stage = $4, \
+                self.execute(
+                    "UPDATE changes SET version = $2, updated_at = $3, stage = $4, \
                          change_type = $5, category = $6, title = $7, requester = $8, \
                          assignee = $9, risk = $10, systems = $11 WHERE id = $1",
-                        &[
-                            &id,
-                            &version,
-                            &updated_at,
-                            &c.stage,
-                            &c.change_type,
-                            &c.category,
-                            &c.title,
-                            &c.requester,
-                            &c.assignee,
-                            &c.risk,
-                            &sql::list_to_text(&c.systems),
-                        ],
-                    )
-                    .with_context(|| format!("cannot update change `{id}`"))?;
+                    &[
+                        &id,
+                        &version,
+                        &updated_at,
+                        &c.stage,
+                        &c.change_type,
+                        &c.category,
+                        &c.title,
+                        &c.requester,
+                        &c.assignee,
+                        &c.risk,
+                        &sql::list_to_text(&c.systems),
+                    ],
+                )
+                .with_context(|| format!("cannot update change `{id}`"))?;
                 self.replace_systems(id, &c.systems)
             }
         }
     }
 
     fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                &format!(
-                    "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-                ),
-                &[
-                    &to_i64(cp.size, "checkpoint size")?,
-                    &&cp.root[..],
-                    &&cp.head[..],
-                    &cp.time,
-                    &cp.key_id,
-                    &cp.signature,
-                ],
-            )
-            .with_context(|| format!("cannot insert the checkpoint of size {}", cp.size))?;
+        self.execute(
+            &format!(
+                "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            ),
+            &[
+                &to_i64(cp.size, "checkpoint size")?,
+                &&cp.root[..],
+                &&cp.head[..],
+                &cp.time,
+                &cp.key_id,
+                &cp.signature,
+            ],
+        )
+        .with_context(|| format!("cannot insert the checkpoint of size {}", cp.size))?;
         Ok(())
     }
 }
@@ -603,7 +654,8 @@ impl Store for PgStore {
         f: &mut dyn FnMut(StoredEntry<'_>) -> bool,
     ) -> Result<(), StoreError> {
         let from = to_i64(from, "seq")?;
-        let mut client = self.client()?;
+        let mut pooled = self.client()?;
+        let client = &mut pooled.client;
         // A portal streams in batches, so a long ledger is never held in memory at once.
         let mut tx = client
             .build_transaction()
@@ -729,13 +781,12 @@ impl Store for PgStore {
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.tx
-                .execute(
-                    "INSERT INTO meta (key, value) VALUES ($1, $2) \
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    &[&key, &value],
-                )
-                .with_context(|| format!("cannot write setting `{key}`"))?;
+                &[&key, &value],
+            )
+            .with_context(|| format!("cannot write setting `{key}`"))?;
             Ok(())
         })
     }

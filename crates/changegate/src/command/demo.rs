@@ -59,7 +59,10 @@ pub fn fill_if_empty(store: Arc<dyn store::Store>, data: &Path) -> anyhow::Resul
     let tokens_file = data.join("demo-tokens.txt");
     if store.ledger_size()? > 0 {
         if store.meta("demo")?.is_some() && tokens_file.exists() {
-            println!("demo data already present; tokens in {}", tokens_file.display());
+            println!(
+                "demo data already present; tokens in {}",
+                tokens_file.display()
+            );
             return Ok(());
         }
         if store.meta("demo")?.is_some() {
@@ -88,7 +91,7 @@ pub fn fill_if_empty(store: Arc<dyn store::Store>, data: &Path) -> anyhow::Resul
     }
     let service = Service::new(store.clone(), domain::Policy::default());
     let steps = quarter();
-    let mut ids: Vec<String> = Vec::new();
+    let mut ids: std::collections::HashMap<usize, String> = Default::default();
     let mut recorded = 0usize;
     for step in &steps {
         let actor = actor(store.as_ref(), step.actor)?;
@@ -97,10 +100,10 @@ pub fn fill_if_empty(store: Arc<dyn store::Store>, data: &Path) -> anyhow::Resul
                 let change = service
                     .create_blocking(&actor, new.clone(), step.at)
                     .with_context(|| format!("demo change {}", step.change))?;
-                ids.push(change.id);
+                ids.insert(step.change, change.id);
             }
             What::Act(action) => {
-                let id = ids.get(step.change).context("demo steps out of order")?;
+                let id = ids.get(&step.change).context("demo steps out of order")?;
                 service
                     .act_blocking(&actor, id, action.clone(), step.at)
                     .with_context(|| format!("demo {} on {id} by {}", action.kind(), step.actor))?;
@@ -129,14 +132,18 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     Ok(())
 }
 
 fn actor(store: &dyn store::Store, name: &str) -> anyhow::Result<domain::Actor> {
-    let user = store.user(name)?.with_context(|| format!("demo user `{name}` is missing"))?;
+    let user = store
+        .user(name)?
+        .with_context(|| format!("demo user `{name}` is missing"))?;
     Ok(Service::actor(&user)?)
 }
 
@@ -191,7 +198,11 @@ fn quarter() -> Vec<Step> {
                 17 => Story::Rescheduled,
                 _ => Story::Delivered,
             };
-            let story = if week == 12 && slot >= 3 { Story::InFlight(slot as u8) } else { story };
+            let story = if week == 12 && slot >= 3 {
+                Story::InFlight(slot as u8)
+            } else {
+                story
+            };
             let start = quarter_start
                 + Duration::days(week as i64 * 7 + slot as i64 % 5)
                 + Duration::minutes(rng.gen_range(0..420));
@@ -209,11 +220,31 @@ fn quarter() -> Vec<Step> {
         }
     }
     let emergencies = [
-        ("Hotfix: payment gateway TLS certificate expired", Story::EmergencyInTime, 5),
-        ("Hotfix: runaway query locking the orders table", Story::EmergencyInTime, 33),
-        ("Hotfix: disable broken feature flag for checkout", Story::EmergencyLate, 47),
-        ("Hotfix: patch OpenSSL on edge proxies", Story::EmergencyInTime, 61),
-        ("Hotfix: restart stuck message broker with new limits", Story::EmergencyUnapproved, 80),
+        (
+            "Hotfix: payment gateway TLS certificate expired",
+            Story::EmergencyInTime,
+            5,
+        ),
+        (
+            "Hotfix: runaway query locking the orders table",
+            Story::EmergencyInTime,
+            33,
+        ),
+        (
+            "Hotfix: disable broken feature flag for checkout",
+            Story::EmergencyLate,
+            47,
+        ),
+        (
+            "Hotfix: patch OpenSSL on edge proxies",
+            Story::EmergencyInTime,
+            61,
+        ),
+        (
+            "Hotfix: restart stuck message broker with new limits",
+            Story::EmergencyUnapproved,
+            80,
+        ),
     ];
     for (title, story, day) in emergencies {
         let start = quarter_start + Duration::days(day) + Duration::hours(rng.gen_range(0..12));
@@ -242,24 +273,115 @@ fn quarter() -> Vec<Step> {
     steps
 }
 
-type CatalogItem = (&'static str, ChangeType, Category, &'static [&'static str], bool, Option<&'static str>);
+type CatalogItem = (
+    &'static str,
+    ChangeType,
+    Category,
+    &'static [&'static str],
+    bool,
+    Option<&'static str>,
+);
 
 fn catalog() -> Vec<CatalogItem> {
     use Category::*;
     use ChangeType::*;
     vec![
-        ("Add refund reason codes to the payments API", Normal, Application, &["payments-api"], true, None),
-        ("Rotate database credentials for the billing service", Standard, Configuration, &["billing"], true, None),
-        ("Add index on orders(customer_id, created_at)", Normal, Database, &["orders-db"], true, None),
-        ("Upgrade Kubernetes node pool to 1.31", Normal, Infrastructure, &["k8s-prod"], false, None),
-        ("Acme single sign-on integration", Normal, Application, &["identity", "portal"], true, Some("acme")),
-        ("Raise API gateway rate limit for partner tier", Normal, Configuration, &["api-gateway"], true, None),
-        ("Monthly OS patching of bastion hosts", Standard, Infrastructure, &["bastion"], true, None),
-        ("Partition the ledger_events table by month", Normal, Database, &["ledger-db"], true, None),
-        ("New invoice PDF layout", Normal, Application, &["billing", "portal"], true, None),
-        ("Move log retention to 400 days", Standard, Configuration, &["logging"], true, None),
-        ("Replace load balancer TLS policy", Normal, Infrastructure, &["edge-lb"], false, None),
-        ("Dependency updates for the portal", Standard, Application, &["portal"], true, None),
+        (
+            "Add refund reason codes to the payments API",
+            Normal,
+            Application,
+            &["payments-api"],
+            true,
+            None,
+        ),
+        (
+            "Rotate database credentials for the billing service",
+            Standard,
+            Configuration,
+            &["billing"],
+            true,
+            None,
+        ),
+        (
+            "Add index on orders(customer_id, created_at)",
+            Normal,
+            Database,
+            &["orders-db"],
+            true,
+            None,
+        ),
+        (
+            "Upgrade Kubernetes node pool to 1.31",
+            Normal,
+            Infrastructure,
+            &["k8s-prod"],
+            false,
+            None,
+        ),
+        (
+            "Acme single sign-on integration",
+            Normal,
+            Application,
+            &["identity", "portal"],
+            true,
+            Some("acme"),
+        ),
+        (
+            "Raise API gateway rate limit for partner tier",
+            Normal,
+            Configuration,
+            &["api-gateway"],
+            true,
+            None,
+        ),
+        (
+            "Monthly OS patching of bastion hosts",
+            Standard,
+            Infrastructure,
+            &["bastion"],
+            true,
+            None,
+        ),
+        (
+            "Partition the ledger_events table by month",
+            Normal,
+            Database,
+            &["ledger-db"],
+            true,
+            None,
+        ),
+        (
+            "New invoice PDF layout",
+            Normal,
+            Application,
+            &["billing", "portal"],
+            true,
+            None,
+        ),
+        (
+            "Move log retention to 400 days",
+            Standard,
+            Configuration,
+            &["logging"],
+            true,
+            None,
+        ),
+        (
+            "Replace load balancer TLS policy",
+            Normal,
+            Infrastructure,
+            &["edge-lb"],
+            false,
+            None,
+        ),
+        (
+            "Dependency updates for the portal",
+            Standard,
+            Application,
+            &["portal"],
+            true,
+            None,
+        ),
     ]
 }
 
@@ -273,10 +395,19 @@ fn story_steps(
 ) {
     let mut t = start;
     let push = |out: &mut Vec<Step>, t: OffsetDateTime, actor: &'static str, what: What| {
-        out.push(Step { at: t, change, actor, what });
+        out.push(Step {
+            at: t,
+            change,
+            actor,
+            what,
+        });
     };
     let engineer = if change % 2 == 0 { "bob" } else { "carol" };
-    let requester = if new.on_behalf_of.is_some() { "judy" } else { "alice" };
+    let requester = if new.on_behalf_of.is_some() {
+        "judy"
+    } else {
+        "alice"
+    };
     let change_type = new.change_type;
     let category = new.category;
     let testable = new.testable;
@@ -291,10 +422,15 @@ fn story_steps(
 
     if emergency {
         let at = step(rng, &mut t, 0..1);
-        push(out, at, "ivan", What::Act(Action::Implement(Implement {
-            environment: "production".into(),
-            artifact: format!("hotfix-{change}@sha256:{:016x}", rng.gen::<u64>()),
-        })));
+        push(
+            out,
+            at,
+            "ivan",
+            What::Act(Action::Implement(Implement {
+                environment: "production".into(),
+                artifact: format!("hotfix-{change}@sha256:{:016x}", rng.gen::<u64>()),
+            })),
+        );
         let approve_after = match story {
             Story::EmergencyInTime => Some(rng.gen_range(2..40)),
             Story::EmergencyLate => Some(rng.gen_range(90..130)),
@@ -302,15 +438,35 @@ fn story_steps(
         };
         if let Some(hours) = approve_after {
             t += Duration::hours(hours);
-            push(out, t, "frank", What::Act(Action::ApproveRetroactively(Comment {
-                comment: Some("reviewed the incident and the fix".into()),
-            })));
+            push(
+                out,
+                t,
+                "frank",
+                What::Act(Action::ApproveRetroactively(Comment {
+                    comment: Some("reviewed the incident and the fix".into()),
+                })),
+            );
             let at = step(rng, &mut t, 1..24);
-            push(out, at, "grace", What::Act(review(ImplementationOutcome::Successful)));
+            push(
+                out,
+                at,
+                "grace",
+                What::Act(review(ImplementationOutcome::Successful)),
+            );
             let at = step(rng, &mut t, 1..8);
-            push(out, at, "frank", What::Act(communicate("Emergency fix deployed.")));
+            push(
+                out,
+                at,
+                "frank",
+                What::Act(communicate("Emergency fix deployed.")),
+            );
             let at = step(rng, &mut t, 1..8);
-            push(out, at, "frank", What::Act(Action::Close(Comment::default())));
+            push(
+                out,
+                at,
+                "frank",
+                What::Act(Action::Close(Comment::default())),
+            );
         }
         return;
     }
@@ -322,59 +478,109 @@ fn story_steps(
         _ => Level::Low,
     };
     let at = step(rng, &mut t, 1..20);
-    push(out, at, "frank", What::Act(Action::Evaluate(Evaluate {
-        risk,
-        priority: if risk == Level::High { Level::High } else { Level::Medium },
-        impact: "users may see a short slowdown during the window".into(),
-    })));
+    push(
+        out,
+        at,
+        "frank",
+        What::Act(Action::Evaluate(Evaluate {
+            risk,
+            priority: if risk == Level::High {
+                Level::High
+            } else {
+                Level::Medium
+            },
+            impact: "users may see a short slowdown during the window".into(),
+        })),
+    );
     if let Story::InFlight(0..=3) = story {
         return;
     }
     if let Story::Rejected = story {
         let at = step(rng, &mut t, 2..30);
-        push(out, at, "grace", What::Act(Action::Reject(Reason {
-            reason: "duplicates an approved change already scheduled".into(),
-        })));
+        push(
+            out,
+            at,
+            "grace",
+            What::Act(Action::Reject(Reason {
+                reason: "duplicates an approved change already scheduled".into(),
+            })),
+        );
         return;
     }
     if let Story::DeferredThenDelivered = story {
         let at = step(rng, &mut t, 2..10);
         let until = at + Duration::days(10);
-        push(out, at, "frank", What::Act(Action::Defer(Defer {
-            reason: "change freeze for the quarterly close".into(),
-            until: domain::action::format_instant(until),
-        })));
+        push(
+            out,
+            at,
+            "frank",
+            What::Act(Action::Defer(Defer {
+                reason: "change freeze for the quarterly close".into(),
+                until: domain::action::format_instant(until),
+            })),
+        );
         t = until + Duration::hours(1);
-        push(out, t, "frank", What::Act(Action::Resume(Comment::default())));
+        push(
+            out,
+            t,
+            "frank",
+            What::Act(Action::Resume(Comment::default())),
+        );
         let at = step(rng, &mut t, 1..8);
-        push(out, at, "frank", What::Act(Action::Evaluate(Evaluate {
-            risk,
-            priority: Level::Medium,
-            impact: "re-evaluated after the freeze".into(),
-        })));
+        push(
+            out,
+            at,
+            "frank",
+            What::Act(Action::Evaluate(Evaluate {
+                risk,
+                priority: Level::Medium,
+                impact: "re-evaluated after the freeze".into(),
+            })),
+        );
     }
     if change_type != ChangeType::Standard {
         let at = step(rng, &mut t, 2..30);
-        let authorizer = if risk == Level::High || change % 3 == 0 { "grace" } else { "frank" };
-        push(out, at, authorizer, What::Act(Action::Authorize(Authorize {
-            assignee: Some(engineer.into()),
-            release: Some(format!("2026.{}", 7 + (change / 26))),
-            comment: None,
-        })));
+        let authorizer = if risk == Level::High || change % 3 == 0 {
+            "grace"
+        } else {
+            "frank"
+        };
+        push(
+            out,
+            at,
+            authorizer,
+            What::Act(Action::Authorize(Authorize {
+                assignee: Some(engineer.into()),
+                release: Some(format!("2026.{}", 7 + (change / 26))),
+                comment: None,
+            })),
+        );
     }
     if let Story::Cancelled = story {
         let at = step(rng, &mut t, 2..30);
-        push(out, at, "frank", What::Act(Action::Cancel(Comment {
-            comment: Some("no longer needed after vendor change".into()),
-        })));
+        push(
+            out,
+            at,
+            "frank",
+            What::Act(Action::Cancel(Comment {
+                comment: Some("no longer needed after vendor change".into()),
+            })),
+        );
         return;
     }
     let at = step(rng, &mut t, 4..48);
-    push(out, at, engineer, What::Act(Action::Plan(Plan {
-        implementation_plan: "deploy through the pipeline; feature flag off until verified".into(),
-        test_plan: testable.then(|| "unit and integration suites; smoke test in staging".into()),
-        rollback_plan: Some("redeploy the previous artifact".into()),
-    })));
+    push(
+        out,
+        at,
+        engineer,
+        What::Act(Action::Plan(Plan {
+            implementation_plan: "deploy through the pipeline; feature flag off until verified"
+                .into(),
+            test_plan: testable
+                .then(|| "unit and integration suites; smoke test in staging".into()),
+            rollback_plan: Some("redeploy the previous artifact".into()),
+        })),
+    );
     if let Story::InFlight(4) = story {
         return;
     }
@@ -407,68 +613,129 @@ fn story_steps(
     if tested {
         if let Story::TestRework = story {
             let at = step(rng, &mut t, 2..30);
-            push(out, at, "erin", What::Act(Action::Test(Test {
-                result: TestResult::Failed,
-                evidence: "regression suite: 3 failures in refunds".into(),
-            })));
+            push(
+                out,
+                at,
+                "erin",
+                What::Act(Action::Test(Test {
+                    result: TestResult::Failed,
+                    evidence: "regression suite: 3 failures in refunds".into(),
+                })),
+            );
             if reviewed {
                 review_once(out, rng, &mut t, ReviewDecision::Approved);
             }
         }
         let at = step(rng, &mut t, 2..30);
-        push(out, at, "erin", What::Act(Action::Test(Test {
-            result: TestResult::Passed,
-            evidence: format!("ci run #{} green; staging smoke test passed", 4000 + change * 7),
-        })));
+        push(
+            out,
+            at,
+            "erin",
+            What::Act(Action::Test(Test {
+                result: TestResult::Passed,
+                evidence: format!(
+                    "ci run #{} green; staging smoke test passed",
+                    4000 + change * 7
+                ),
+            })),
+        );
     }
     if customer {
         let at = step(rng, &mut t, 4..48);
-        push(out, at, "judy", What::Act(Action::Accept(Comment {
-            comment: Some("accepted in the Acme sandbox".into()),
-        })));
+        push(
+            out,
+            at,
+            "judy",
+            What::Act(Action::Accept(Comment {
+                comment: Some("accepted in the Acme sandbox".into()),
+            })),
+        );
     }
     if let Story::InFlight(5) = story {
         return;
     }
     let approve_at = step(rng, &mut t, 2..20);
-    let window_start = (approve_at + Duration::days(1)).replace_hour(22).unwrap_or(approve_at);
+    let window_start = (approve_at + Duration::days(1))
+        .replace_hour(22)
+        .unwrap_or(approve_at);
     let window_end = window_start + Duration::hours(3);
-    let approvers: &[&'static str] =
-        if category == Category::Database && risk == Level::High { &["heidi", "grace"] } else { &["frank"] };
+    let approvers: &[&'static str] = if category == Category::Database && risk == Level::High {
+        &["heidi", "grace"]
+    } else {
+        &["frank"]
+    };
     for (i, approver) in approvers.iter().enumerate() {
         let at = approve_at + Duration::minutes(30 * i as i64);
-        push(out, at, approver, What::Act(Action::ApproveDeployment(ApproveDeployment {
-            window_start: Some(domain::action::format_instant(window_start)),
-            window_end: Some(domain::action::format_instant(window_end)),
-            comment: None,
-        })));
+        push(
+            out,
+            at,
+            approver,
+            What::Act(Action::ApproveDeployment(ApproveDeployment {
+                window_start: Some(domain::action::format_instant(window_start)),
+                window_end: Some(domain::action::format_instant(window_end)),
+                comment: None,
+            })),
+        );
     }
     let mut window_start = window_start;
     if let Story::Rescheduled = story {
         let at = approve_at + Duration::hours(3);
         window_start += Duration::days(2);
-        push(out, at, "alice", What::Act(Action::Amend(Amend {
-            window_start: Some(domain::action::format_instant(window_start)),
-            window_end: Some(domain::action::format_instant(window_start + Duration::hours(3))),
-            ..Amend::default()
-        })));
-        push(out, at + Duration::hours(2), "frank", What::Act(Action::ApproveDeployment(
-            ApproveDeployment { window_start: None, window_end: None, comment: Some("new window agreed".into()) },
-        )));
+        push(
+            out,
+            at,
+            requester,
+            What::Act(Action::Amend(Amend {
+                window_start: Some(domain::action::format_instant(window_start)),
+                window_end: Some(domain::action::format_instant(
+                    window_start + Duration::hours(3),
+                )),
+                ..Amend::default()
+            })),
+        );
+        push(
+            out,
+            at + Duration::hours(2),
+            "frank",
+            What::Act(Action::ApproveDeployment(ApproveDeployment {
+                window_start: None,
+                window_end: None,
+                comment: Some("new window agreed".into()),
+            })),
+        );
     }
     t = window_start + Duration::minutes(rng.gen_range(5..60));
-    let deployer = if change % 3 == 0 { "deploy-bot" } else { "ivan" };
-    push(out, t, deployer, What::Act(Action::Implement(Implement {
-        environment: "production".into(),
-        artifact: format!("release-{change}@sha256:{:016x}", rng.gen::<u64>()),
-    })));
+    let deployer = if change % 3 == 0 {
+        "deploy-bot"
+    } else {
+        "ivan"
+    };
+    push(
+        out,
+        t,
+        deployer,
+        What::Act(Action::Implement(Implement {
+            environment: "production".into(),
+            artifact: format!("release-{change}@sha256:{:016x}", rng.gen::<u64>()),
+        })),
+    );
     if let Story::RolledBack = story {
         let at = step(rng, &mut t, 0..2);
-        push(out, at, "ivan", What::Act(Action::RollBack(Comment {
-            comment: Some("error rate above threshold after deploy".into()),
-        })));
+        push(
+            out,
+            at,
+            "ivan",
+            What::Act(Action::RollBack(Comment {
+                comment: Some("error rate above threshold after deploy".into()),
+            })),
+        );
         let at = step(rng, &mut t, 2..30);
-        push(out, at, "frank", What::Act(review(ImplementationOutcome::Failed)));
+        push(
+            out,
+            at,
+            "frank",
+            What::Act(review(ImplementationOutcome::Failed)),
+        );
     } else {
         let at = step(rng, &mut t, 2..30);
         let outcome = if change % 11 == 0 {
@@ -479,15 +746,30 @@ fn story_steps(
         push(out, at, "frank", What::Act(review(outcome)));
     }
     let at = step(rng, &mut t, 1..10);
-    push(out, at, "ivan", What::Act(communicate("Deployed in the approved window.")));
+    push(
+        out,
+        at,
+        "ivan",
+        What::Act(communicate("Deployed in the approved window.")),
+    );
     let at = step(rng, &mut t, 1..24);
-    push(out, at, "frank", What::Act(Action::Close(Comment::default())));
+    push(
+        out,
+        at,
+        "frank",
+        What::Act(Action::Close(Comment::default())),
+    );
 }
 
 fn review(outcome: ImplementationOutcome) -> Action {
-    Action::ReviewImplementation(ReviewImplementation { outcome, comment: None })
+    Action::ReviewImplementation(ReviewImplementation {
+        outcome,
+        comment: None,
+    })
 }
 
 fn communicate(notes: &str) -> Action {
-    Action::Communicate(Communicate { release_notes: notes.into() })
+    Action::Communicate(Communicate {
+        release_notes: notes.into(),
+    })
 }

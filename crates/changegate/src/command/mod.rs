@@ -15,9 +15,8 @@ use crate::StoreArgs;
 
 /// Opens the configured store.
 pub fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn store::Store>> {
-    store::open(&args.data, args.database_url.as_deref()).with_context(|| {
-        format!("cannot open the store in `{}`", args.data.display())
-    })
+    store::open(&args.data, args.database_url.as_deref())
+        .with_context(|| format!("cannot open the store in `{}`", args.data.display()))
 }
 
 /// Reads a policy file, or the default policy.

@@ -18,7 +18,11 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         }
         PolicyCommand::Check { file } => {
             let policy = super::load_policy(Some(&file))?;
-            println!("policy `{}` is valid (digest {})", file.display(), &policy.digest()[..16]);
+            println!(
+                "policy `{}` is valid (digest {})",
+                file.display(),
+                &policy.digest()[..16]
+            );
             for t in domain::ChangeType::ALL {
                 for c in domain::Category::ALL {
                     let m = policy.model(*t, *c, true);

@@ -67,7 +67,11 @@ fn record_policy(store: &dyn store::Store, policy: &domain::Policy) -> anyhow::R
         subject: Some(format!("policy:{}", &digest[..16])),
         payload: serde_json::json!({ "digest": digest, "policy": policy }),
     };
-    let result = store.apply(vec![Write { target: Target::None, entries: vec![entry], columns: None }]);
+    let result = store.apply(vec![Write {
+        target: Target::None,
+        entries: vec![entry],
+        columns: None,
+    }]);
     for r in result {
         r.context("cannot record the active policy")?;
     }
@@ -78,7 +82,11 @@ fn record_policy(store: &dyn store::Store, policy: &domain::Policy) -> anyhow::R
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CHANGEGATE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        EnvFilter::try_from_env("CHANGEGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -43,7 +43,9 @@ pub enum UsersCommand {
 pub fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
     if !ok {
         bail!("user name `{name}` must be 1 to 64 letters, digits, `.`, `_`, `-` or `@`");
     }
@@ -98,9 +100,22 @@ pub fn add(
 
 pub fn run(cmd: UsersCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        UsersCommand::Add { name, roles, groups, machine, store } => {
+        UsersCommand::Add {
+            name,
+            roles,
+            groups,
+            machine,
+            store,
+        } => {
             let store = super::open_store(&store)?;
-            let token = add(store.as_ref(), &name, &roles, &groups, machine, &super::now_text())?;
+            let token = add(
+                store.as_ref(),
+                &name,
+                &roles,
+                &groups,
+                machine,
+                &super::now_text(),
+            )?;
             println!("added user `{name}`; API token (shown once):");
             println!("{token}");
         }
@@ -112,7 +127,11 @@ pub fn run(cmd: UsersCommand) -> anyhow::Result<ExitCode> {
                     u.name,
                     if u.active { "active" } else { "inactive" },
                     u.roles.join(","),
-                    if u.groups.is_empty() { String::new() } else { format!(" groups={}", u.groups.join(",")) },
+                    if u.groups.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" groups={}", u.groups.join(","))
+                    },
                     if u.machine { " (machine)" } else { "" },
                 );
             }

@@ -52,14 +52,28 @@ pub fn build(n: u64, every: u64) -> Log {
         let bytes = canonical_bytes(&entry(seq, prev));
         let hash = leaf_hash(&bytes);
         frontier.push(hash);
-        rows.push(Row { seq, bytes, leaf_hash: hash });
+        rows.push(Row {
+            seq,
+            bytes,
+            leaf_hash: hash,
+        });
         prev = hash;
         if every > 0 && (seq + 1) % every == 0 {
             let time = format!("2025-04-01T00:00:{:02}Z", seq % 60);
-            checkpoints.push(Checkpoint::sign(&key, seq + 1, frontier.root(), prev, &time));
+            checkpoints.push(Checkpoint::sign(
+                &key,
+                seq + 1,
+                frontier.root(),
+                prev,
+                &time,
+            ));
         }
     }
-    Log { key, rows, checkpoints }
+    Log {
+        key,
+        rows,
+        checkpoints,
+    }
 }
 
 /// Re-encodes `row` with `edit` applied to its entry, leaving the stored hash alone.
@@ -79,10 +93,18 @@ pub fn verify(log: &Log) -> Result<Summary, Fault> {
     verify_rows(log, &log.rows, log.checkpoints.clone())
 }
 
-pub fn verify_rows(log: &Log, rows: &[Row], checkpoints: Vec<Checkpoint>) -> Result<Summary, Fault> {
+pub fn verify_rows(
+    log: &Log,
+    rows: &[Row],
+    checkpoints: Vec<Checkpoint>,
+) -> Result<Summary, Fault> {
     let mut v = Verifier::new(log.key.verifying_key(), checkpoints);
     for r in rows {
-        v.push(StoredEntry { seq: r.seq, bytes: &r.bytes, leaf_hash: r.leaf_hash })?;
+        v.push(StoredEntry {
+            seq: r.seq,
+            bytes: &r.bytes,
+            leaf_hash: r.leaf_hash,
+        })?;
     }
     v.finish()
 }

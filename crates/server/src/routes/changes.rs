@@ -136,7 +136,11 @@ pub async fn create(
     tracing::info!(change.id = %change.id, actor = %user.name, "change requested");
     Ok((
         StatusCode::CREATED,
-        Json(Created { id: change.id, stage: change.stage.to_string(), version: change.version }),
+        Json(Created {
+            id: change.id,
+            stage: change.stage.to_string(),
+            version: change.version,
+        }),
     ))
 }
 
@@ -160,10 +164,16 @@ pub async fn act(
     body: Bytes,
 ) -> Result<Json<ActionResult>, ApiError> {
     let mut value: Value = parse_body(&body)?;
-    let expected_version = match value.as_object_mut().and_then(|o| o.remove("expected_version")) {
+    let expected_version = match value
+        .as_object_mut()
+        .and_then(|o| o.remove("expected_version"))
+    {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ApiError::unprocessable("invalid_request", "`expected_version` must be a whole number")
+            ApiError::unprocessable(
+                "invalid_request",
+                "`expected_version` must be a whole number",
+            )
         })?),
     };
     let action: Action = serde_json::from_value(value).map_err(ApiError::from_json)?;
@@ -176,7 +186,10 @@ pub async fn act(
     let kind = action.kind().to_string();
     let actor = Service::actor(&user)?;
     let now = state.clock.now();
-    let result = state.service.act(&actor, &id, action, expected_version, now).await;
+    let result = state
+        .service
+        .act(&actor, &id, action, expected_version, now)
+        .await;
     let (change, event) = record_outcome(&state, &kind, &user.name, &id, result)?;
     tracing::info!(
         change.id = %id, action = %kind, actor = %user.name,
@@ -284,7 +297,10 @@ pub async fn list(
     let Query(q) = query.map_err(|e| ApiError::unprocessable("invalid_query", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::unprocessable("invalid_query", "`limit` must be between 1 and 500"));
+        return Err(ApiError::unprocessable(
+            "invalid_query",
+            "`limit` must be between 1 and 500",
+        ));
     }
     check_word::<domain::Stage>("stage", &q.stage)?;
     check_word::<domain::ChangeType>("type", &q.change_type)?;

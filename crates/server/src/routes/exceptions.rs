@@ -74,7 +74,9 @@ pub async fn list(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
-    let exceptions =
-        exceptions.into_iter().filter(|e| wanted.is_none_or(|w| e.status == w)).collect();
+    let exceptions = exceptions
+        .into_iter()
+        .filter(|e| wanted.is_none_or(|w| e.status == w))
+        .collect();
     Ok(Json(ExceptionList { exceptions }))
 }

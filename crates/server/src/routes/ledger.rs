@@ -215,5 +215,9 @@ pub async fn entry(
         .ok_or_else(|| ApiError::not_found(format!("there is no ledger entry {seq}")))?;
     let canonical = String::from_utf8(ledger::canonical_bytes(&e.entry))
         .map_err(|err| ApiError::internal(err.to_string()))?;
-    Ok(Json(EntryView { seq: e.seq, leaf_hash: hex::encode(e.leaf_hash), canonical }))
+    Ok(Json(EntryView {
+        seq: e.seq,
+        leaf_hash: hex::encode(e.leaf_hash),
+        canonical,
+    }))
 }
