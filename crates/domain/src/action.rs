@@ -9,6 +9,7 @@ use crate::vocab::{ActionKind, Category, ChangeType, Level};
 
 /// A new change as requested.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewChange {
     pub title: String,
@@ -30,6 +31,7 @@ fn yes() -> bool {
 
 /// An action on an existing change, tagged by `action`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// The first event of every change; taken by creating a change, never on an existing one.
@@ -83,6 +85,7 @@ impl Action {
 /// An edit of the change's content. Absent fields stay as they are; a field given as
 /// `null` is cleared where that is allowed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Amend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +105,7 @@ pub struct Amend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_plan: Option<String>,
     /// `Some(None)` clears the rollback plan.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -132,6 +136,7 @@ mod double_option {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Evaluate {
     pub risk: Level,
@@ -141,6 +146,7 @@ pub struct Evaluate {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Authorize {
     /// The engineer who will build the change. Required from the first authorizer; later
@@ -154,12 +160,14 @@ pub struct Authorize {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Defer {
     pub reason: String,
@@ -167,6 +175,7 @@ pub struct Defer {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Comment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +183,7 @@ pub struct Comment {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub implementation_plan: String,
@@ -184,6 +194,7 @@ pub struct Plan {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewDecision {
     Approved,
@@ -191,6 +202,7 @@ pub enum ReviewDecision {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerReview {
     pub decision: ReviewDecision,
@@ -199,6 +211,7 @@ pub struct PeerReview {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TestResult {
     Passed,
@@ -206,6 +219,7 @@ pub enum TestResult {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Test {
     pub result: TestResult,
@@ -214,6 +228,7 @@ pub struct Test {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApproveDeployment {
     /// Required from the first approver; later approvers may leave the window out or must
@@ -227,6 +242,7 @@ pub struct ApproveDeployment {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Implement {
     pub environment: String,
@@ -234,6 +250,7 @@ pub struct Implement {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ImplementationOutcome {
     Successful,
@@ -242,6 +259,7 @@ pub enum ImplementationOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReviewImplementation {
     pub outcome: ImplementationOutcome,
@@ -250,6 +268,7 @@ pub struct ReviewImplementation {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Communicate {
     pub release_notes: String,

@@ -9,6 +9,7 @@ use crate::vocab::{ActionKind, Category, ChangeType, Level, Role, Stage};
 
 /// Who did something, with the roles and groups they held at that moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     pub name: String,
     pub roles: Vec<Role>,
@@ -32,6 +33,7 @@ impl Actor {
 
 /// The step of the lifecycle an approval belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalStep {
     Authorization,
@@ -57,6 +59,7 @@ impl ApprovalStep {
 
 /// One approving decision, bound to the content it approved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Approval {
     pub step: ApprovalStep,
     pub by: String,
@@ -70,6 +73,7 @@ pub struct Approval {
 
 /// An approval that stopped counting because what it rested on changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invalidation {
     pub step: ApprovalStep,
     pub approver: String,
@@ -79,6 +83,7 @@ pub struct Invalidation {
 
 /// One field's value before and after an edit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldEdit {
     pub field: String,
     pub old: serde_json::Value,
@@ -88,6 +93,7 @@ pub struct FieldEdit {
 /// What one action did to a change: the request as given and the decision taken on it.
 /// This is the payload of a change's ledger entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeEvent {
     pub action: Action,
     pub stage_from: Stage,
@@ -123,6 +129,7 @@ pub struct Recorded {
 
 /// The implementation plan of a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanContent {
     pub implementation_plan: String,
     pub test_plan: Option<String>,
@@ -131,6 +138,7 @@ pub struct PlanContent {
 
 /// The approved deployment window, half open: `[start, end)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Window {
     pub start: String,
     pub end: String,
@@ -138,6 +146,7 @@ pub struct Window {
 
 /// The production deployment of a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deployment {
     pub at: String,
     pub by: String,
@@ -149,6 +158,7 @@ pub struct Deployment {
 
 /// An approval together with its fate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalEntry {
     #[serde(flatten)]
     pub approval: Approval,
@@ -158,6 +168,7 @@ pub struct ApprovalEntry {
 
 /// The current state of one change, derived from its events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
     pub id: String,
     pub title: String,

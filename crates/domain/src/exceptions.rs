@@ -12,6 +12,7 @@ use crate::vocab::ActionKind;
 
 /// Whether an exception still needs action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExceptionStatus {
     /// Nothing has been done about it yet.
@@ -22,6 +23,7 @@ pub enum ExceptionStatus {
 
 /// A control failure on one change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ControlException {
     pub change: String,
     pub code: String,

@@ -43,7 +43,7 @@ fn entry(seq: u64, prev: Hash) -> Entry {
         payload: json!({
             "title": format!("Rotate TLS certificates on edge-{}", change % 40),
             "risk": RISKS[(change % 3) as usize],
-            "window": {"start": "2025-03-14T22:00:00Z", "end": "2025-03-15T02:00:00Z"},
+            "hours": 1 + change % 4,
         }),
     }
 }

@@ -133,9 +133,14 @@ impl<'a> Cursor<'a> {
         if let Some(b'.' | b'e' | b'E') = self.peek() {
             return None;
         }
-        text.iter().try_fold(0u64, |acc, d| {
-            acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
+        let digit = |d: &u8| u64::from(d - b'0');
+        if n <= 19 {
+            // Nineteen digits cannot overflow a u64, and skipping the checks matters here: the
+            // checked loop was a fifth of the scanner's time.
+            return Some(text.iter().fold(0, |acc, d| acc * 10 + digit(d)));
+        }
+        text.iter()
+            .try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(digit(d)))
     }
 
     /// `"` then 64 hex digits (either case, as [`parse_hash`] accepts) then `"`.
@@ -451,7 +456,7 @@ mod tests {
         let cases = [
             String::new(),
             "{}".to_string(),
-            format!(r#"{{"seq":41}}"#),
+            r#"{"seq":41}"#.to_string(),
             format!(r#"{{"prev":"{prev}"}}"#),
             format!(r#"{{"seq":041,"prev":"{prev}"}}"#),
             format!(r#"{{"seq":-1,"prev":"{prev}"}}"#),

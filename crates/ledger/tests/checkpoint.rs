@@ -23,7 +23,8 @@ fn every_signed_field_is_covered() {
     let key = SigningKey::generate(&mut OsRng);
     let vk = key.verifying_key();
     let cp = signed(&key);
-    let tampers: [(&str, fn(&mut Checkpoint)); 5] = [
+    type Tamper = fn(&mut Checkpoint);
+    let tampers: [(&str, Tamper); 5] = [
         ("size", |c| c.size += 1),
         ("root", |c| c.root[31] ^= 1),
         ("head", |c| c.head[0] ^= 0x80),

@@ -315,7 +315,14 @@ fn entry(actor: &Actor, at: &Recorded, event: &ChangeEvent) -> Result<NewEntry, 
     Ok(NewEntry {
         time: at.time.clone(),
         actor: actor.name.clone(),
-        roles: actor.roles.iter().map(|r| r.as_str().to_string()).collect(),
+        // Groups decide approval slots, so they are recorded beside the roles as they stood
+        // at the moment of the action.
+        roles: actor
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .chain(actor.groups.iter().map(|g| format!("group:{g}")))
+            .collect(),
         kind: event.ledger_kind(),
         subject: None,
         payload,

@@ -317,4 +317,20 @@ mod tests {
         assert!(text.contains("`mysql`"), "{text}");
         assert!(!text.contains("secret"), "{text}");
     }
+
+    #[test]
+    fn postgres_urls_select_postgres() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Nothing listens on port 1: reaching the connect step proves the URL was routed.
+        for url in [
+            "postgres://u:secret@127.0.0.1:1/db",
+            "postgresql://u:secret@127.0.0.1:1/db",
+        ] {
+            let err = open(dir.path(), Some(url)).err().expect("no server there");
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::Backend(_)), "{text}");
+            assert!(text.contains("cannot connect to PostgreSQL"), "{text}");
+            assert!(!text.contains("secret"), "{text}");
+        }
+    }
 }

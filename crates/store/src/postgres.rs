@@ -115,7 +115,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl PgStore {
     pub(crate) fn open(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
-        // The parser's message never contains the password, so it is safe to pass on.
+        // The parser's messages name the offending option, never a value, so no password leaks.
         let mut config = Config::from_str(url)
             .map_err(|e| StoreError::Invalid(format!("cannot parse the database url: {e}")))?;
         if config.get_connect_timeout().is_none() {
@@ -606,7 +606,13 @@ impl Store for PgStore {
         let q = sql::list_query(filter, |n| format!("${n}::text"));
         let params: Vec<&(dyn ToSql + Sync)> =
             q.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        self.query(&q.sql, &params, "changes", change_row)
+        // Not from the statement cache: filter combinations and limits make many texts.
+        let mut pooled = self.client()?;
+        let rows = pooled
+            .client
+            .query(&q.sql, &params)
+            .context("cannot list changes")?;
+        rows.iter().map(change_row).collect()
     }
 
     fn add_user(&self, user: &User, token_hash: &str, entry: NewEntry) -> Result<u64, StoreError> {

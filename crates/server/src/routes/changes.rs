@@ -24,9 +24,8 @@ pub struct ChangeView {
     pub model: Vec<String>,
     /// The full derived state (title, type, category, systems, risk, plan, window,
     /// approvals with their fate, deployment, …).
-    #[schema(value_type = Object)]
     pub change: Change,
-    pub exceptions: Vec<Value>,
+    pub exceptions: Vec<domain::ControlException>,
     pub events: Vec<EventView>,
 }
 
@@ -53,7 +52,6 @@ pub struct ActionResult {
     pub stage: String,
     pub version: u64,
     /// What the action recorded, including approvals it invalidated.
-    #[schema(value_type = Object)]
     pub event: ChangeEvent,
 }
 
@@ -115,7 +113,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 /// Requests a new change.
 #[utoipa::path(
     post, path = "/api/v1/changes", tag = "changes",
-    request_body(content = Object, description = "`title`, `description`, `type` (standard | normal | emergency), `category` (application | database | infrastructure | configuration), `systems` (list), optional `on_behalf_of` (customer), `testable` (default true)"),
+    request_body = NewChange,
     responses(
         (status = 201, body = Created),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -148,7 +146,7 @@ pub async fn create(
 #[utoipa::path(
     post, path = "/api/v1/changes/{id}/actions", tag = "changes",
     params(("id" = String, Path, description = "change id, like CHG-000001")),
-    request_body(content = Object, description = "`action` and its fields; optional `expected_version` for optimistic concurrency. Actions: evaluate (risk, priority, impact), authorize (assignee, release), reject (reason), defer (reason, until), resume, plan (implementation_plan, test_plan, rollback_plan), peer_review (decision: approved | changes_requested, comment), test (result: passed | failed, evidence), accept, approve_deployment (window_start, window_end), implement (environment, artifact), review_implementation (outcome: successful | successful_with_issues | failed), communicate (release_notes), close, cancel, roll_back, approve_retroactively (comment), amend (title, description, systems, risk, priority, impact, implementation_plan, test_plan, rollback_plan, window_start, window_end)"),
+    request_body(content = Action, description = "`action` and its fields; an optional `expected_version` (whole number) makes the action fail with 409 when the change moved on meanwhile"),
     responses(
         (status = 200, body = ActionResult),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -254,10 +252,7 @@ pub async fn get(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let exceptions = domain::exceptions(&change, policy, now)
-        .into_iter()
-        .filter_map(|e| serde_json::to_value(e).ok())
-        .collect();
+    let exceptions = domain::exceptions(&change, policy, now);
     let events = loaded
         .events
         .into_iter()

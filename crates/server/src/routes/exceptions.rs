@@ -21,7 +21,6 @@ pub struct ExceptionQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct ExceptionList {
-    #[schema(value_type = Vec<Object>)]
     pub exceptions: Vec<ControlException>,
 }
 

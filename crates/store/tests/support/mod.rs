@@ -2,8 +2,6 @@
 //! PostgreSQL (a fresh schema in the database named by `CHANGEGATE_TEST_DATABASE_URL`), plus
 //! direct SQL access to the same database for tampering, and builders for writes.
 
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -77,10 +75,6 @@ impl Harness {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres { .. })
     }
 
     /// Opens another store on the same database and data directory (a second server
