@@ -10,4 +10,4 @@ trap 'scripts/pg-test-server.sh stop >/dev/null 2>&1 || true' EXIT
 export CHANGEGATE_TEST_DATABASE_URL="$url"
 echo "PostgreSQL for tests: $url"
 
-cargo test --workspace --release
+cargo test --workspace
