@@ -4,9 +4,10 @@
 //!
 //! One [`Store`] interface, two backends: SQLite (embedded, the default, a file in the data
 //! directory) and PostgreSQL (chosen by a `postgres://` URL). Both run the same append
-//! algorithm ([`append`]), so the order of the ledger, change id allocation and optimistic
-//! version checks behave the same whichever database holds them. The store knows nothing of
-//! the change lifecycle: callers decide what to write and pass the read-model columns in.
+//! algorithm (the private `append` module), so ledger order, change id allocation and
+//! optimistic version checks behave the same whichever database holds them. The store knows
+//! nothing of the change lifecycle: callers decide what to write and pass the read-model
+//! columns in.
 //!
 //! The store is synchronous. Async callers go through `spawn_blocking` or through the
 //! [`Committer`], which groups concurrent writes into one transaction.

@@ -421,7 +421,10 @@ impl Tx for SqliteTx<'_> {
     fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
         self.tx
             .execute(
-                &format!("INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!(
+                    "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                ),
                 params![
                     to_i64(cp.size, "checkpoint size")?,
                     &cp.root[..],
@@ -712,7 +715,8 @@ impl Store for SqliteStore {
         let size = to_i64(size, "size")?;
         self.read(|c| {
             let q = format!(
-                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size >= ?1 ORDER BY size LIMIT 1"
+                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE size >= ?1 \
+                 ORDER BY size LIMIT 1"
             );
             Ok(collect(c, &q, [size], "a checkpoint", checkpoint_row)?.pop())
         })
