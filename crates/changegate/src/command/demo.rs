@@ -179,7 +179,7 @@ enum Story {
 
 /// Builds the quarter's steps in time order.
 fn quarter() -> Vec<Step> {
-    let mut rng = StdRng::seed_from_u64(2026_07_01);
+    let mut rng = StdRng::seed_from_u64(20_260_701);
     let mut steps = Vec::new();
     let quarter_start = datetime!(2026-07-01 09:00 UTC);
     let catalog = catalog();
@@ -402,7 +402,11 @@ fn story_steps(
             what,
         });
     };
-    let engineer = if change % 2 == 0 { "bob" } else { "carol" };
+    let engineer = if change.is_multiple_of(2) {
+        "bob"
+    } else {
+        "carol"
+    };
     let requester = if new.on_behalf_of.is_some() {
         "judy"
     } else {
@@ -474,7 +478,7 @@ fn story_steps(
     let risk = match (category, change % 4) {
         (Category::Database, 0) => Level::High,
         (_, 1) => Level::Medium,
-        (_, 3) if change % 7 == 0 => Level::High,
+        (_, 3) if change.is_multiple_of(7) => Level::High,
         _ => Level::Low,
     };
     let at = step(rng, &mut t, 1..20);
@@ -540,7 +544,7 @@ fn story_steps(
     }
     if change_type != ChangeType::Standard {
         let at = step(rng, &mut t, 2..30);
-        let authorizer = if risk == Level::High || change % 3 == 0 {
+        let authorizer = if risk == Level::High || change.is_multiple_of(3) {
             "grace"
         } else {
             "frank"
@@ -705,7 +709,7 @@ fn story_steps(
         );
     }
     t = window_start + Duration::minutes(rng.gen_range(5..60));
-    let deployer = if change % 3 == 0 {
+    let deployer = if change.is_multiple_of(3) {
         "deploy-bot"
     } else {
         "ivan"
@@ -738,7 +742,7 @@ fn story_steps(
         );
     } else {
         let at = step(rng, &mut t, 2..30);
-        let outcome = if change % 11 == 0 {
+        let outcome = if change.is_multiple_of(11) {
             ImplementationOutcome::SuccessfulWithIssues
         } else {
             ImplementationOutcome::Successful
