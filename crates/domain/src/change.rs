@@ -66,6 +66,9 @@ pub struct Approval {
     /// The required group this approver filled, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
+    /// The required groups the approver belonged to when deciding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub at: String,
     /// Digest of the content the approval rests on.
     pub basis: String,

@@ -605,6 +605,7 @@ fn approval(
         step,
         by: ctx.actor.name.clone(),
         slot,
+        groups: Vec::new(),
         at: format_instant(ctx.now),
         basis: change.basis(step),
     }
@@ -634,17 +635,54 @@ pub fn requirement_met(change: &Change, policy: &Policy, action: ActionKind) -> 
 
 /// Whether these approvals meet a requirement: enough of them, and every group slot filled.
 pub(crate) fn satisfies(req: &Requirement, approvals: &[&Approval]) -> bool {
-    let filled = req.groups.iter().all(|g| {
-        approvals
-            .iter()
-            .any(|a| a.slot.as_deref() == Some(g.as_str()))
-    });
-    approvals.len() as u32 >= req.count && filled
+    approvals.len() as u32 >= req.count && coverage(&req.groups, approvals) == req.groups.len()
+}
+
+/// The required groups an approval can stand for: the groups its approver belonged to when
+/// deciding (older records name only the slot they filled).
+fn eligible_groups(a: &Approval) -> Vec<&str> {
+    if a.groups.is_empty() {
+        a.slot.iter().map(String::as_str).collect()
+    } else {
+        a.groups.iter().map(String::as_str).collect()
+    }
+}
+
+/// How many of the required groups distinct approvers can fill at once: a maximum
+/// bipartite matching of groups to approvals, so that an approver who belongs to two
+/// groups never blocks a later approver who belongs to only one of them.
+fn coverage(groups: &[String], approvals: &[&Approval]) -> usize {
+    fn augment(
+        g: usize,
+        groups: &[String],
+        approvals: &[&Approval],
+        seen: &mut [bool],
+        owner: &mut [Option<usize>],
+    ) -> bool {
+        for (i, a) in approvals.iter().enumerate() {
+            if seen[i] || !eligible_groups(a).contains(&groups[g].as_str()) {
+                continue;
+            }
+            seen[i] = true;
+            if owner[i].is_none_or(|other| augment(other, groups, approvals, seen, owner)) {
+                owner[i] = Some(g);
+                return true;
+            }
+        }
+        false
+    }
+    let mut owner: Vec<Option<usize>> = vec![None; approvals.len()];
+    (0..groups.len())
+        .filter(|g| {
+            let mut seen = vec![false; approvals.len()];
+            augment(*g, groups, approvals, &mut seen, &mut owner)
+        })
+        .count()
 }
 
 /// Adds one approver to a multi-approver step. Returns the approval and whether the
-/// requirement is met with it. The approver fills the first open group slot they belong
-/// to; an approver who fills no slot is refused when only slots are left open.
+/// requirement is met with it. An approver who adds no group coverage takes one of the
+/// places not reserved for groups, and is refused when none is left.
 fn group_approval(
     change: &Change,
     step: ApprovalStep,
@@ -670,39 +708,68 @@ fn group_approval(
             ),
         ));
     }
-    let open: Vec<&String> = req
+    let groups: Vec<String> = req
         .groups
         .iter()
-        .filter(|g| !valid.iter().any(|a| a.slot.as_deref() == Some(g.as_str())))
+        .filter(|g| ctx.actor.in_group(g))
+        .cloned()
         .collect();
-    let slot = open
-        .iter()
-        .find(|g| ctx.actor.in_group(g))
-        .map(|g| (*g).clone());
-    let approvers_needed = (req.count as usize).saturating_sub(valid.len());
-    if slot.is_none() && !open.is_empty() && approvers_needed <= open.len() {
-        return Err(forbidden(
-            "not_in_required_group",
-            format!(
-                "`{}` needs an approver from {}; `{}` is in none of them",
-                change.id,
-                open.iter()
-                    .map(|g| format!("`{g}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                ctx.actor.name
-            ),
-        ));
-    }
-    let approval = Approval {
+    let mut approval = Approval {
         step,
         by: ctx.actor.name.clone(),
-        slot: slot.clone(),
+        slot: None,
+        groups,
         at: format_instant(ctx.now),
         basis,
     };
-    let now_filled = open.len() - usize::from(slot.is_some());
-    let met = valid.len() + 1 >= req.count as usize && now_filled == 0;
+    let before = coverage(&req.groups, &valid);
+    let mut with = valid.clone();
+    with.push(&approval);
+    let after = coverage(&req.groups, &with);
+    let free_places = (req.count as usize).saturating_sub(req.groups.len());
+    let free_used = valid.len() - before;
+    if after == before && before < req.groups.len() && free_used >= free_places {
+        // The groups still open: those whose member would raise the coverage.
+        let open: Vec<String> = req
+            .groups
+            .iter()
+            .filter(|g| {
+                let probe = Approval {
+                    groups: vec![(*g).clone()],
+                    ..approval.clone()
+                };
+                let mut with = valid.clone();
+                with.push(&probe);
+                coverage(&req.groups, &with) > before
+            })
+            .map(|g| format!("`{g}`"))
+            .collect();
+        let open = if open.is_empty() {
+            "the required groups".to_string()
+        } else {
+            open.join(", ")
+        };
+        return Err(forbidden(
+            "not_in_required_group",
+            format!(
+                "`{}` still needs an approver from {open}; `{}` cannot fill it",
+                change.id, ctx.actor.name
+            ),
+        ));
+    }
+    let met = with.len() >= req.count as usize && after == req.groups.len();
+    // The slot shown is the first group this approver can fill that no earlier approver
+    // covers; the requirement itself is judged by the matching above.
+    approval.slot = approval
+        .groups
+        .iter()
+        .find(|g| {
+            !valid
+                .iter()
+                .any(|a| eligible_groups(a).contains(&g.as_str()))
+        })
+        .or(approval.groups.first())
+        .cloned();
     Ok((approval, met))
 }
 
