@@ -114,6 +114,10 @@ pub struct ChangeEvent {
     pub rework: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A deadline this event set, such as the approval after the fact of an emergency
+    /// change implemented ahead of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
 }
 
 impl ChangeEvent {
@@ -157,6 +161,9 @@ pub struct Deployment {
     pub artifact: String,
     /// Implemented before its approvals were complete (emergency changes only).
     pub before_approval: bool,
+    /// When approval after the fact is due, fixed by the policy in force at deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_due: Option<String>,
 }
 
 /// An approval together with its fate.
@@ -376,6 +383,7 @@ impl Change {
                     environment: i.environment.clone(),
                     artifact: i.artifact.clone(),
                     before_approval: event.stage_from != Stage::ApprovedForDeployment,
+                    approval_due: event.due.clone(),
                 });
             }
             Action::RollBack(_) => self.rolled_back = true,

@@ -169,6 +169,7 @@ pub fn request(new: &NewChange, ctx: &Context<'_>) -> Result<ChangeEvent, Refusa
         edits: Vec::new(),
         rework: false,
         note: None,
+        due: None,
     })
 }
 
@@ -218,6 +219,7 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
         edits: Vec::new(),
         rework: false,
         note: None,
+        due: None,
     };
     match action {
         Action::Request(_) => unreachable_request(),
@@ -411,6 +413,7 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
                     "emergency change implemented before approval; approval after the fact is due by {}",
                     format_instant(due)
                 ));
+                event.due = Some(format_instant(due));
             } else {
                 return Err(stage_refusal(change, kind, "approved_for_deployment"));
             }

@@ -47,7 +47,13 @@ pub fn exceptions(change: &Change, policy: &Policy, now: OffsetDateTime) -> Vec<
         return out;
     };
     let hours = policy.emergency_approval_window_hours;
-    let due = at + Duration::hours(hours.into());
+    // The deadline set when the change was implemented holds, even if the policy changed
+    // since; older records without one fall back to the policy in force now.
+    let due = deployment
+        .approval_due
+        .as_deref()
+        .and_then(|d| parse_instant("approval due", d).ok())
+        .unwrap_or(at + Duration::hours(hours.into()));
     match completing_retroactive_approval(change, policy) {
         None if now > due => out.push(ControlException {
             change: change.id.clone(),

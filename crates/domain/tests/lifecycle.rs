@@ -512,3 +512,23 @@ fn a_policy_that_skips_communication_closes_right_after_review() {
     d.act(&c.erin, close());
     assert_eq!(d.change.stage, Closed);
 }
+
+#[test]
+fn the_approval_deadline_of_an_emergency_is_the_one_set_when_it_was_implemented() {
+    let d = emergency_implemented();
+    let due = d.now + Duration::hours(72);
+    assert_eq!(
+        d.change
+            .deployment
+            .as_ref()
+            .unwrap()
+            .approval_due
+            .as_deref(),
+        Some("2026-05-14T08:05:00Z")
+    );
+    // A later, looser policy does not move a deadline that has already passed.
+    let looser = domain::Policy::from_toml("emergency_approval_window_hours = 240").unwrap();
+    let found = exceptions(&d.change, &looser, due + Duration::hours(1));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].due, "2026-05-14T08:05:00Z");
+}
