@@ -126,6 +126,7 @@ fn instant(field: &str, value: &str) -> Result<OffsetDateTime, Refusal> {
 
 fn check_title(title: &str) -> Result<(), Refusal> {
     non_empty("title", title)?;
+    check_text("title", title)?;
     if title.chars().count() > 200 {
         return Err(invalid(
             "invalid_field",
@@ -148,6 +149,42 @@ fn check_systems(systems: &[String]) -> Result<(), Refusal> {
             "`systems` must not contain an empty name",
         ));
     }
+    if systems.len() > 100 {
+        return Err(invalid(
+            "invalid_field",
+            "`systems` may name at most 100 systems",
+        ));
+    }
+    for s in systems {
+        check_text("systems", s)?;
+        if s.chars().count() > 200 {
+            return Err(invalid(
+                "invalid_field",
+                "a system name is at most 200 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses control characters and text that is nothing but invisible characters, which
+/// would make a record unreadable or spoof another one in a listing.
+fn check_text(field: &str, value: &str) -> Result<(), Refusal> {
+    if value.chars().any(char::is_control) {
+        return Err(invalid(
+            "invalid_field",
+            format!("`{field}` must not contain control characters"),
+        ));
+    }
+    let visible = value.chars().any(|c| {
+        !c.is_whitespace() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2060}' | '\u{feff}')
+    });
+    if !visible {
+        return Err(invalid(
+            "invalid_field",
+            format!("`{field}` must have visible text"),
+        ));
+    }
     Ok(())
 }
 
@@ -158,6 +195,15 @@ pub fn request(new: &NewChange, ctx: &Context<'_>) -> Result<ChangeEvent, Refusa
     check_systems(&new.systems)?;
     if let Some(customer) = &new.on_behalf_of {
         non_empty("on_behalf_of", customer)?;
+        check_text("on_behalf_of", customer)?;
+        // Acceptance is by membership of the group named like the customer; a role name
+        // would let anyone holding that role speak for the customer.
+        if customer.parse::<Role>().is_ok() {
+            return Err(invalid(
+                "invalid_field",
+                format!("`on_behalf_of` names a customer, not the role `{customer}`"),
+            ));
+        }
     }
     Ok(ChangeEvent {
         action: Action::Request(new.clone()),
@@ -243,6 +289,10 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
             if until <= ctx.now {
                 return Err(invalid("invalid_field", "`until` must be in the future"));
             }
+            event.action = Action::Defer(crate::action::Defer {
+                reason: d.reason.clone(),
+                until: format_instant(until),
+            });
             if !matches!(
                 change.stage,
                 Stage::Requested | Stage::Evaluated | Stage::Authorized
@@ -391,7 +441,9 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
                 }
                 let start = instant("window_start", &window.start)?;
                 let end = instant("window_end", &window.end)?;
-                if !emergency && !(start..end).contains(&ctx.now) {
+                // An approved window binds emergency changes too: one that must go out at
+                // another time moves its window, which asks for approval again.
+                if !(start..end).contains(&ctx.now) {
                     return Err(conflict(
                         "outside_window",
                         format!(
@@ -994,6 +1046,23 @@ fn amend(
         ));
     }
     owner_or_manager(change, ctx, ActionKind::Amend)?;
+    let lowers_risk = matches!((a.risk, change.risk), (Some(new), Some(old)) if new < old);
+    if lowers_risk {
+        // Risk decides which approvals a change needs: raising it only asks for more, but
+        // lowering it is a re-evaluation, not an edit its requester or builder may make.
+        let evaluators: Vec<Role> = ctx.policy.roles_for(ActionKind::Evaluate).collect();
+        if !evaluators.iter().any(|r| ctx.actor.has_role(*r)) {
+            let names: Vec<&str> = evaluators.iter().map(|r| r.as_str()).collect();
+            return Err(forbidden(
+                "role_not_allowed",
+                format!(
+                    "lowering the `risk` of `{}` re-evaluates it: that needs one of the roles {}",
+                    change.id,
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
     if let Some(t) = &a.title {
         check_title(t)?;
     }

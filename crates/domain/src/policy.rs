@@ -164,9 +164,9 @@ impl Policy {
             approvals: Vec::new(),
         });
         if let Some(h) = file.emergency_approval_window_hours {
-            if h == 0 {
+            if h == 0 || h > 8760 {
                 return Err(PolicyError(
-                    "`emergency_approval_window_hours` must be at least 1".into(),
+                    "`emergency_approval_window_hours` must be between 1 and 8760 (a year)".into(),
                 ));
             }
             policy.emergency_approval_window_hours = h;
@@ -217,6 +217,12 @@ impl Policy {
                             .join(", ")
                     )));
                 }
+                if rule.count > 50 {
+                    return Err(PolicyError(format!(
+                        "[[approvals]] #{}: `count` must be at most 50",
+                        i + 1
+                    )));
+                }
                 if rule.groups.iter().any(|g| g.trim().is_empty()) {
                     return Err(PolicyError(format!(
                         "[[approvals]] #{}: a group name is empty",
@@ -227,7 +233,11 @@ impl Policy {
             policy.approvals = approvals;
         }
         for action in ActionKind::ALL {
-            policy.roles.entry(*action).or_default();
+            if policy.roles.get(action).is_none_or(|r| r.is_empty()) {
+                return Err(PolicyError(format!(
+                    "[roles] `{action}` names no role: nobody could ever take that action"
+                )));
+            }
         }
         Ok(policy)
     }
@@ -388,6 +398,13 @@ mod tests {
         assert!(e.to_string().contains("cannot be skipped"), "{e}");
         let e = Policy::from_toml("colour = 1\n").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+        let e = Policy::from_toml("emergency_approval_window_hours = 4294967295\n").unwrap_err();
+        assert!(e.to_string().contains("between 1 and 8760"), "{e}");
+        let e = Policy::from_toml("[roles]\nauthorize = []\n").unwrap_err();
+        assert!(e.to_string().contains("`authorize` names no role"), "{e}");
+        let e =
+            Policy::from_toml("[[approvals]]\naction = \"authorize\"\ncount = 1000\n").unwrap_err();
+        assert!(e.to_string().contains("at most 50"), "{e}");
         let e = Policy::from_toml("[[approvals]]\naction = \"test\"\ncount = 2\n").unwrap_err();
         assert!(e.to_string().contains("not an approval step"), "{e}");
     }

@@ -903,3 +903,27 @@ fn every_decision_records_the_policy_that_took_it() {
     let digest = Policy::default().digest();
     assert!(d.log.iter().all(|(_, e)| e.policy == digest));
 }
+
+#[test]
+fn only_an_evaluator_may_lower_the_risk_that_decides_the_approvals() {
+    let c = cast();
+    let mut d = Driver::new(ChangeType::Normal, Category::Database);
+    d.advance(5).act(&c.erin, evaluate(Level::Critical));
+    // The requester may not talk a critical change down to low and skip the CAB.
+    let r = d.refuse(
+        &c.alice,
+        amend(|a| {
+            a.risk = Some(Level::Low);
+        }),
+    );
+    assert_refused(&r, RefusalKind::Forbidden, "role_not_allowed");
+    assert!(r.message.contains("lowering the `risk`"), "{}", r.message);
+    // Raising it only asks for more approvals, so the requester may.
+    d.advance(5).act(
+        &c.alice,
+        amend(|a| {
+            a.description = Some("now with a schema migration".into());
+        }),
+    );
+    assert_eq!(d.change.risk, Some(Level::Critical));
+}
