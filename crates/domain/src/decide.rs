@@ -853,7 +853,16 @@ fn authorize(
                 "`assignee` names the engineer who builds the change",
             ))
         }
-        (Some(given), Some(existing)) if given != existing => {
+        // A new round of authorization (after a deferral, or after the earlier
+        // authorization was invalidated) may name another engineer; within a round the
+        // assignee is the one the first authorizer named.
+        (Some(given), Some(existing))
+            if given != existing
+                && change
+                    .valid_approvals(ApprovalStep::Authorization)
+                    .next()
+                    .is_some() =>
+        {
             return Err(conflict(
                 "assignee_conflict",
                 format!("`{}` is already assigned to `{existing}`", change.id),

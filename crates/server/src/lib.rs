@@ -107,12 +107,27 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(timed_out))
+                .timeout(std::time::Duration::from_secs(30)),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access_log,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
+}
+
+/// A request that took longer than its limit (including a client that stops sending its
+/// body) is answered and its connection freed.
+async fn timed_out(_: tower::BoxError) -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request took longer than 30 seconds",
+    )
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -153,7 +168,7 @@ async fn access_log(State(state): State<AppState>, request: Request, next: Next)
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let response = next.run(request).await;
+    let response = json_errors(next.run(request).await).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state
@@ -169,10 +184,48 @@ async fn access_log(State(state): State<AppState>, request: Request, next: Next)
     response
 }
 
-/// Serves the API until the process is stopped.
-pub async fn serve(state: AppState, listen: SocketAddr) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let local = listener.local_addr()?;
+/// Rewrites error answers produced outside the handlers (body too large, method not
+/// allowed, unparsable path) into the API's JSON error form.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        axum::http::StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        s if s.is_server_error() => "internal_error",
+        _ => "bad_request",
+    };
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase();
+    }
+    let mut rewritten = error::ApiError::new(status, code, message).into_response();
+    if let Some(allow) = parts.headers.get(axum::http::header::ALLOW) {
+        rewritten
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    rewritten
+}
+
+/// Serves the API on a bound listener until the process is stopped.
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let local: SocketAddr = listener.local_addr()?;
     tracing::info!(listen = %local, "changegate listening");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {

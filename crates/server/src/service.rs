@@ -146,7 +146,7 @@ impl Service {
         }
         if let Action::Authorize(a) = &action {
             if let Some(assignee) = &a.assignee {
-                self.check_user_exists(assignee).await?;
+                self.check_assignee(assignee).await?;
             }
         }
         let ctx = domain::Context {
@@ -173,23 +173,39 @@ impl Service {
         Ok((change, event))
     }
 
-    async fn check_user_exists(self: &Arc<Self>, name: &str) -> Result<(), ServiceError> {
+    /// The assignee builds the change, so they must be an active person allowed to plan it.
+    async fn check_assignee(self: &Arc<Self>, name: &str) -> Result<(), ServiceError> {
         let this = self.clone();
         let owned = name.to_string();
         let user = tokio::task::spawn_blocking(move || this.store.user(&owned))
             .await
             .map_err(|e| ServiceError::Store(StoreError::Backend(e.to_string())))??;
-        match user {
-            Some(u) if u.active => Ok(()),
-            Some(_) => Err(ServiceError::Invalid {
-                code: "unknown_user",
-                message: format!("user `{name}` is deactivated"),
-            }),
-            None => Err(ServiceError::Invalid {
-                code: "unknown_user",
-                message: format!("there is no user `{name}`"),
-            }),
+        let unfit = |message: String| ServiceError::Invalid {
+            code: "invalid_assignee",
+            message,
+        };
+        let user = user.ok_or_else(|| unfit(format!("there is no user `{name}`")))?;
+        if !user.active {
+            return Err(unfit(format!("user `{name}` is deactivated")));
         }
+        if user.machine {
+            return Err(unfit(format!(
+                "`{name}` is a machine identity and cannot build a change"
+            )));
+        }
+        let planners: Vec<Role> = self.policy.roles_for(domain::ActionKind::Plan).collect();
+        if !user
+            .roles
+            .iter()
+            .any(|r| r.parse::<Role>().is_ok_and(|r| planners.contains(&r)))
+        {
+            let names: Vec<&str> = planners.iter().map(|r| r.as_str()).collect();
+            return Err(unfit(format!(
+                "`{name}` could not plan the change: the assignee needs one of the roles {}",
+                names.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     async fn submit(&self, write: Write) -> Result<store::Written, ServiceError> {
@@ -284,6 +300,17 @@ impl Service {
 pub fn fold(id: &str, events: &[StoredEvent]) -> Result<Change, ServiceError> {
     let mut decoded = Vec::with_capacity(events.len());
     for e in events {
+        // The subject column that found this event is an index outside the hash; the
+        // subject inside the hashed entry is the one that counts.
+        if e.entry.subject.as_deref() != Some(id) {
+            return Err(ServiceError::Corrupt {
+                id: id.to_string(),
+                message: format!(
+                    "ledger entry {} is filed under `{id}` but records the subject {:?}",
+                    e.seq, e.entry.subject
+                ),
+            });
+        }
         let event: ChangeEvent =
             serde_json::from_value(e.entry.payload.clone()).map_err(|err| {
                 ServiceError::Corrupt {

@@ -48,6 +48,13 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, StoreError> {
     parse(path, &text)
 }
 
+/// Reads the signing key at `path`; a missing key is an error, never a new key.
+pub fn load(path: &Path) -> Result<SigningKey, StoreError> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key `{}`", path.display()))?;
+    parse(path, &text)
+}
+
 fn parse(path: &Path, text: &str) -> Result<SigningKey, StoreError> {
     warn_if_readable_by_others(path);
     SigningKey::from_pkcs8_pem(text).map_err(|e| {

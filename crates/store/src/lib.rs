@@ -134,6 +134,16 @@ pub struct User {
     pub created_at: String,
 }
 
+/// The columns stored beside an entry's bytes, used to find entries by subject; they are
+/// not covered by the hash, so verification compares them with the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexColumns<'a> {
+    pub subject: Option<&'a str>,
+    pub kind: &'a str,
+    pub actor: &'a str,
+    pub time: &'a str,
+}
+
 /// Which changes to list. Every `Some` narrows the result; rows come ordered by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangeFilter {
@@ -235,6 +245,14 @@ pub trait Store: Send + Sync {
         f: &mut dyn FnMut(StoredEntry<'_>) -> bool,
     ) -> Result<(), StoreError>;
 
+    /// Like [`Store::for_each_entry`], with the columns stored beside each entry for
+    /// lookups, so that a verifier can check them against the hashed bytes.
+    fn for_each_indexed(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(StoredEntry<'_>, IndexColumns<'_>) -> bool,
+    ) -> Result<(), StoreError>;
+
     /// The leaf hashes of the first `size` entries.
     fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, StoreError>;
 
@@ -281,6 +299,29 @@ pub fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Arc<dyn Store
                 "the database url has no scheme: expected postgres:// or postgresql://".into(),
             )),
         },
+    }
+}
+
+/// Opens an existing store without changing anything on disk, for verification: the data
+/// directory, its signing key and (for SQLite) its database must already exist, and SQLite
+/// is opened read-only.
+pub fn open_existing(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    if !data_dir.is_dir() {
+        return Err(StoreError::NotFound(data_dir.display().to_string()));
+    }
+    let key = keys::load(&data_dir.join(KEY_FILE))?;
+    match database_url {
+        None => {
+            let path = data_dir.join(SQLITE_FILE);
+            if !path.is_file() {
+                return Err(StoreError::NotFound(path.display().to_string()));
+            }
+            Ok(Arc::new(sqlite::SqliteStore::open_read_only(&path, key)?))
+        }
+        Some(_) => open(data_dir, database_url),
     }
 }
 

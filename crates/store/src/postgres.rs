@@ -19,8 +19,8 @@ use crate::append::{self, EntryRow, HeadRow, Tx};
 use crate::migrations;
 use crate::sql::{self, to_hash, to_i64, to_u64, CHANGE_COLUMNS, CHECKPOINT_COLUMNS, USER_COLUMNS};
 use crate::{
-    ChangeColumns, ChangeFilter, ChangeRow, Context, Hash, NewEntry, Store, StoreError,
-    StoredEvent, User, Write, Written,
+    ChangeColumns, ChangeFilter, ChangeRow, Context, Hash, IndexColumns, NewEntry, Store,
+    StoreError, StoredEvent, User, Write, Written,
 };
 
 /// Idle connections kept open; more are opened under load and closed after.
@@ -659,6 +659,14 @@ impl Store for PgStore {
         from: u64,
         f: &mut dyn FnMut(StoredEntry<'_>) -> bool,
     ) -> Result<(), StoreError> {
+        self.for_each_indexed(from, &mut |e, _| f(e))
+    }
+
+    fn for_each_indexed(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(StoredEntry<'_>, IndexColumns<'_>) -> bool,
+    ) -> Result<(), StoreError> {
         let from = to_i64(from, "seq")?;
         let mut pooled = self.client()?;
         let client = &mut pooled.client;
@@ -670,7 +678,8 @@ impl Store for PgStore {
             .context("cannot begin a read transaction")?;
         let portal = tx
             .bind(
-                "SELECT seq, bytes, leaf_hash FROM ledger_entries WHERE seq >= $1 ORDER BY seq",
+                "SELECT seq, bytes, leaf_hash, subject, kind, actor, time \
+                 FROM ledger_entries WHERE seq >= $1 ORDER BY seq",
                 &[&from],
             )
             .context("cannot read the ledger")?;
@@ -687,11 +696,20 @@ impl Store for PgStore {
                 let bytes: &[u8] = get(row, 1, &what)?;
                 let leaf: &[u8] = get(row, 2, &what)?;
                 let leaf_hash = to_hash(leaf, &format!("the leaf hash of entry {seq}"))?;
-                if !f(StoredEntry {
-                    seq,
-                    bytes,
-                    leaf_hash,
-                }) {
+                let index = IndexColumns {
+                    subject: get(row, 3, &what)?,
+                    kind: get(row, 4, &what)?,
+                    actor: get(row, 5, &what)?,
+                    time: get(row, 6, &what)?,
+                };
+                if !f(
+                    StoredEntry {
+                        seq,
+                        bytes,
+                        leaf_hash,
+                    },
+                    index,
+                ) {
                     return Ok(());
                 }
             }

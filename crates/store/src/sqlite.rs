@@ -15,8 +15,8 @@ use crate::append::{self, EntryRow, HeadRow, Tx};
 use crate::migrations::{self, Migration};
 use crate::sql::{self, to_hash, to_i64, to_u64, CHANGE_COLUMNS, CHECKPOINT_COLUMNS, USER_COLUMNS};
 use crate::{
-    ChangeColumns, ChangeFilter, ChangeRow, Context, Hash, NewEntry, Store, StoreError,
-    StoredEvent, User, Write, Written,
+    ChangeColumns, ChangeFilter, ChangeRow, Context, Hash, IndexColumns, NewEntry, Store,
+    StoreError, StoredEvent, User, Write, Written,
 };
 
 /// How long a statement waits for another process's lock before failing.
@@ -30,6 +30,8 @@ pub(crate) struct SqliteStore {
     key: SigningKey,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Opened for verification: new read connections are opened read-only too.
+    read_only: bool,
 }
 
 impl SqliteStore {
@@ -57,6 +59,46 @@ impl SqliteStore {
             key,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing database read-only: no migration, no journal-mode switch, no
+    /// write of any kind. Writes through this store fail.
+    pub(crate) fn open_read_only(path: &Path, key: SigningKey) -> Result<SqliteStore, StoreError> {
+        let open = || -> Result<Connection, StoreError> {
+            let conn = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("cannot open the database `{}` read-only", path.display()))?;
+            conn.busy_timeout(BUSY_TIMEOUT)
+                .context("cannot set the busy timeout")?;
+            Ok(conn)
+        };
+        let writer = open()?;
+        let tables: i64 = writer
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name IN ('ledger_entries', 'ledger_head', 'checkpoints')",
+                [],
+                |r| r.get(0),
+            )
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        if tables != 3 {
+            return Err(StoreError::Invalid(format!(
+                "`{}` is not a changegate database",
+                path.display()
+            )));
+        }
+        let reader = open()?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            key,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(vec![reader]),
+            read_only: true,
         })
     }
 
@@ -68,6 +110,12 @@ impl SqliteStore {
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(c) => c,
+            None if self.read_only => Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("cannot open `{}` read-only", self.path.display()))?,
             None => {
                 let c = connect(&self.path)?;
                 // Reads never write; this turns a bug that tries into an error.
@@ -615,11 +663,20 @@ impl Store for SqliteStore {
         from: u64,
         f: &mut dyn FnMut(StoredEntry<'_>) -> bool,
     ) -> Result<(), StoreError> {
+        self.for_each_indexed(from, &mut |e, _| f(e))
+    }
+
+    fn for_each_indexed(
+        &self,
+        from: u64,
+        f: &mut dyn FnMut(StoredEntry<'_>, IndexColumns<'_>) -> bool,
+    ) -> Result<(), StoreError> {
         let from = to_i64(from, "seq")?;
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT seq, bytes, leaf_hash FROM ledger_entries WHERE seq >= ?1 ORDER BY seq",
+                    "SELECT seq, bytes, leaf_hash, subject, kind, actor, time \
+                     FROM ledger_entries WHERE seq >= ?1 ORDER BY seq",
                 )
                 .context("cannot read the ledger")?;
             let mut rows = stmt.query([from]).context("cannot read the ledger")?;
@@ -635,11 +692,29 @@ impl Store for SqliteStore {
                     .and_then(|v| Ok(v.as_blob()?))
                     .with_context(what)?;
                 let leaf_hash = to_hash(leaf, &format!("the leaf hash of entry {seq}"))?;
-                if !f(StoredEntry {
-                    seq,
-                    bytes,
-                    leaf_hash,
-                }) {
+                let text = |i: usize| -> Result<&str, StoreError> {
+                    row.get_ref(i)
+                        .and_then(|v| Ok(v.as_str()?))
+                        .with_context(what)
+                };
+                let subject = row
+                    .get_ref(3)
+                    .and_then(|v| Ok(v.as_str_or_null()?))
+                    .with_context(what)?;
+                let index = IndexColumns {
+                    subject,
+                    kind: text(4)?,
+                    actor: text(5)?,
+                    time: text(6)?,
+                };
+                if !f(
+                    StoredEntry {
+                        seq,
+                        bytes,
+                        leaf_hash,
+                    },
+                    index,
+                ) {
                     break;
                 }
             }

@@ -32,14 +32,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging();
     let policy = super::load_policy(args.policy.as_deref())?;
     let store = super::open_store(&args.store)?;
-    if args.demo {
-        super::demo::fill_if_empty(store.clone(), &args.store.data)?;
-    }
-    record_policy(store.as_ref(), &policy)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Bind before writing anything, so that a start that cannot serve records nothing.
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
+    if args.demo {
+        super::demo::fill_if_empty(store.clone(), &args.store.data)?;
+    }
+    record_policy(store.as_ref(), &policy)?;
     let service = Arc::new(Service::new(store, policy));
     let state = AppState {
         service,
@@ -47,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         metrics: Arc::new(Metrics::default()),
     };
     runtime
-        .block_on(server::serve(state, args.listen))
+        .block_on(server::serve(state, listener))
         .with_context(|| format!("cannot serve on `{}`", args.listen))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -49,6 +49,9 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
     if !ok {
         bail!("user name `{name}` must be 1 to 64 letters, digits, `.`, `_`, `-` or `@`");
     }
+    if name.to_ascii_lowercase().starts_with("changegate-") {
+        bail!("user name `{name}` is reserved: changegate records its own actions under `changegate-…`");
+    }
     Ok(())
 }
 
@@ -72,6 +75,11 @@ pub fn add(
     for g in groups {
         if g.trim().is_empty() {
             bail!("`--group` must not be empty");
+        }
+        // Approval rules name roles and groups alike, so a group named like a role would
+        // give its members that role's approval slot without the role.
+        if g.parse::<domain::Role>().is_ok() {
+            bail!("`--group {g}` is the name of a role: grant it with `--role {g}` instead");
         }
     }
     let roles: Vec<String> = parsed.iter().map(|r| r.as_str().to_string()).collect();

@@ -1,8 +1,14 @@
 //! `changegate verify`: recompute the hash chain, the Merkle tree and every signed
-//! checkpoint over the whole ledger, and name the first bad event.
+//! checkpoint over the whole ledger, check that the signed log ends where the ledger head
+//! says, and check the tables derived from the ledger (entry index columns, users, change
+//! versions) against it. Names the first bad event. Opens the store without writing.
 
+use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::Deserialize;
 
 use crate::StoreArgs;
 
@@ -10,39 +16,282 @@ use crate::StoreArgs;
 pub struct Args {
     #[command(flatten)]
     store: StoreArgs,
+    /// The ed25519 public key (hex) the checkpoints must be signed with, as published by
+    /// `GET /api/v1/ledger/checkpoint`; without it the key in the data directory is used.
+    #[arg(long)]
+    public_key: Option<String>,
+}
+
+/// The fields of an entry that its index columns repeat; the payload is skipped.
+#[derive(Deserialize)]
+struct Indexed<'a> {
+    #[serde(borrow)]
+    actor: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+}
+
+/// What the ledger says a user is.
+#[derive(Debug, Default, PartialEq)]
+struct UserFacts {
+    roles: Vec<String>,
+    groups: Vec<String>,
+    machine: bool,
+    active: bool,
+}
+
+/// A failed check: the event it names (if any) and why.
+struct Failure {
+    seq: Option<u64>,
+    message: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let store = super::open_store(&args.store)?;
-    let started = Instant::now();
-    let checkpoints = store.checkpoints()?;
-    let mut verifier = ledger::Verifier::new(store.verifying_key(), checkpoints);
-    let mut fault = None;
-    store.for_each_entry(0, &mut |e| match verifier.push(e) {
-        Ok(()) => true,
-        Err(f) => {
-            fault = Some(f);
-            false
+    let store = store::open_existing(&args.store.data, args.store.database_url.as_deref())
+        .with_context(|| format!("cannot open the store in `{}`", args.store.data.display()))?;
+    let key = match &args.public_key {
+        None => store.verifying_key(),
+        Some(hex_key) => {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(hex_key.trim(), &mut bytes)
+                .context("`--public-key` must be 64 hex digits")?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .context("`--public-key` is not an ed25519 public key")?
         }
-    })?;
-    let result = match fault {
-        Some(f) => Err(f),
-        None => verifier.finish(),
     };
-    match result {
+    let started = Instant::now();
+    match check(store.as_ref(), key) {
         Ok(summary) => {
-            println!(
-                "ledger intact: {} events, root {}, {} signed checkpoints verified ({:.2}s)",
-                summary.entries,
-                hex::encode(summary.root),
-                summary.checkpoints_verified,
-                started.elapsed().as_secs_f64()
-            );
+            println!("{summary} ({:.2}s)", started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
-        Err(fault) => {
-            eprintln!("ledger broken at event {}: {}", fault.seq, fault.message);
+        Err(f) => {
+            match f.seq {
+                Some(seq) => eprintln!("ledger broken at event {seq}: {}", f.message),
+                None => eprintln!("ledger broken: {}", f.message),
+            }
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn check(store: &dyn store::Store, key: ed25519_dalek::VerifyingKey) -> Result<String, Failure> {
+    let fail = |seq: Option<u64>, message: String| Failure { seq, message };
+    let backend = |e: store::StoreError| fail(None, e.to_string());
+    let checkpoints = store.checkpoints().map_err(backend)?;
+    let mut verifier = ledger::Verifier::new(key, checkpoints);
+    let mut first: Option<Failure> = None;
+    let mut users: BTreeMap<String, UserFacts> = BTreeMap::new();
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    store
+        .for_each_indexed(0, &mut |e, index| {
+            let seq = e.seq;
+            if let Err(fault) = verifier.push(e) {
+                first = Some(fail(Some(fault.seq), fault.message));
+                return false;
+            }
+            match index_mismatch(e.bytes, &index) {
+                Ok(()) => {}
+                Err(message) => {
+                    first = Some(fail(Some(seq), message));
+                    return false;
+                }
+            }
+            if let Some(subject) = index.subject {
+                if subject.starts_with("CHG-") {
+                    *versions.entry(subject.to_string()).or_default() += 1;
+                }
+            }
+            if index.kind.starts_with("user.") {
+                if let Err(message) = replay_user(e.bytes, &mut users) {
+                    first = Some(fail(Some(seq), message));
+                    return false;
+                }
+            }
+            true
+        })
+        .map_err(backend)?;
+    if let Some(f) = first {
+        return Err(f);
+    }
+    let summary = verifier
+        .finish()
+        .map_err(|f| fail(Some(f.seq), f.message))?;
+    // Checkpoints are signed with every committed batch, so the signed log ends where the
+    // ledger does; anything past the last checkpoint was added or kept without signing.
+    let signed = summary.last_checkpoint.unwrap_or(0);
+    if signed != summary.entries {
+        return Err(fail(
+            Some(signed),
+            format!(
+                "events {signed} to {} are not covered by any signed checkpoint (checkpoints \
+                 were deleted, or entries were added without signing)",
+                summary.entries.saturating_sub(1)
+            ),
+        ));
+    }
+    let head = store.ledger_size().map_err(backend)?;
+    if head != summary.entries {
+        return Err(fail(
+            None,
+            format!(
+                "the ledger head records {head} events but {} are stored",
+                summary.entries
+            ),
+        ));
+    }
+    check_users(store, &users)?;
+    check_changes(store, &versions)?;
+    Ok(format!(
+        "ledger intact: {} events, root {}, {} signed checkpoints verified (key {}); \
+         {} users and {} changes agree with it",
+        summary.entries,
+        hex::encode(summary.root),
+        summary.checkpoints_verified,
+        ledger::key_id(&key),
+        users.len(),
+        versions.len()
+    ))
+}
+
+/// Compares the index columns of an entry with the fields its hashed bytes record.
+fn index_mismatch(bytes: &[u8], index: &store::IndexColumns<'_>) -> Result<(), String> {
+    let e: Indexed<'_> =
+        serde_json::from_slice(bytes).map_err(|err| format!("the entry cannot be read: {err}"))?;
+    let columns = [
+        ("subject", index.subject, e.subject.as_deref()),
+        ("kind", Some(index.kind), Some(&*e.kind)),
+        ("actor", Some(index.actor), Some(&*e.actor)),
+        ("time", Some(index.time), Some(&*e.time)),
+    ];
+    for (name, column, recorded) in columns {
+        if column != recorded {
+            return Err(format!(
+                "its `{name}` column says {column:?} but the signed entry records {recorded:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn replay_user(bytes: &[u8], users: &mut BTreeMap<String, UserFacts>) -> Result<(), String> {
+    let entry =
+        ledger::decode_entry(bytes).map_err(|e| format!("the entry cannot be read: {e}"))?;
+    let p = &entry.payload;
+    let name = p["name"]
+        .as_str()
+        .ok_or("a user event names no user")?
+        .to_string();
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let facts = users.entry(name).or_default();
+    match entry.kind.as_str() {
+        "user.added" => {
+            *facts = UserFacts {
+                roles: strings(&p["roles"]),
+                groups: strings(&p["groups"]),
+                machine: p["machine"].as_bool().unwrap_or(false),
+                active: true,
+            };
+        }
+        "user.deactivated" => facts.active = false,
+        "user.updated" => {
+            facts.roles = strings(&p["roles"]);
+            facts.groups = strings(&p["groups"]);
+            facts.active = p["active"].as_bool().unwrap_or(facts.active);
+        }
+        other => return Err(format!("unknown user event `{other}`")),
+    }
+    Ok(())
+}
+
+fn check_users(
+    store: &dyn store::Store,
+    expected: &BTreeMap<String, UserFacts>,
+) -> Result<(), Failure> {
+    let users = store.users().map_err(|e| Failure {
+        seq: None,
+        message: e.to_string(),
+    })?;
+    for u in &users {
+        let stored = UserFacts {
+            roles: u.roles.clone(),
+            groups: u.groups.clone(),
+            machine: u.machine,
+            active: u.active,
+        };
+        match expected.get(&u.name) {
+            Some(facts) if *facts == stored => {}
+            Some(facts) => {
+                return Err(Failure {
+                    seq: None,
+                    message: format!(
+                        "user `{}` is stored as {stored:?} but the ledger records {facts:?}",
+                        u.name
+                    ),
+                })
+            }
+            None => {
+                return Err(Failure {
+                    seq: None,
+                    message: format!("user `{}` exists but the ledger never added it", u.name),
+                })
+            }
+        }
+    }
+    if let Some(missing) = expected
+        .keys()
+        .find(|n| !users.iter().any(|u| &u.name == *n))
+    {
+        return Err(Failure {
+            seq: None,
+            message: format!("user `{missing}` is in the ledger but was deleted from the table"),
+        });
+    }
+    Ok(())
+}
+
+fn check_changes(store: &dyn store::Store, versions: &HashMap<String, u64>) -> Result<(), Failure> {
+    let rows = store
+        .list_changes(&store::ChangeFilter::default())
+        .map_err(|e| Failure {
+            seq: None,
+            message: e.to_string(),
+        })?;
+    for row in &rows {
+        let recorded = versions.get(&row.id).copied().unwrap_or(0);
+        if recorded != row.version {
+            return Err(Failure {
+                seq: None,
+                message: format!(
+                    "change `{}` is listed at version {} but the ledger holds {recorded} events \
+                     for it",
+                    row.id, row.version
+                ),
+            });
+        }
+    }
+    if rows.len() != versions.len() {
+        let missing = versions
+            .keys()
+            .find(|id| !rows.iter().any(|r| &r.id == *id))
+            .cloned()
+            .unwrap_or_default();
+        return Err(Failure {
+            seq: None,
+            message: format!("change `{missing}` is in the ledger but missing from the listing"),
+        });
+    }
+    Ok(())
 }

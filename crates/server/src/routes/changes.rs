@@ -126,7 +126,14 @@ pub async fn create(
     Authenticated(user): Authenticated,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let new: NewChange = parse_body(&body)?;
+    let value: Value = parse_body(&body)?;
+    if !value.is_object() {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
+    let new: NewChange = serde_json::from_value(value).map_err(ApiError::from_json)?;
     let actor = Service::actor(&user)?;
     let now = state.clock.now();
     let result = state.service.create(&actor, new, now).await;
@@ -162,6 +169,12 @@ pub async fn act(
     body: Bytes,
 ) -> Result<Json<ActionResult>, ApiError> {
     let mut value: Value = parse_body(&body)?;
+    if !value.is_object() {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
     let expected_version = match value
         .as_object_mut()
         .and_then(|o| o.remove("expected_version"))

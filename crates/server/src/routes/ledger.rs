@@ -209,6 +209,11 @@ pub async fn entry(
     Authenticated(_user): Authenticated,
     Path(seq): Path<u64>,
 ) -> Result<Json<EntryView>, ApiError> {
+    if seq > i64::MAX as u64 {
+        return Err(ApiError::not_found(format!(
+            "there is no ledger entry {seq}"
+        )));
+    }
     let store = state.service.store.clone();
     let e = blocking(move || store.entry(seq))
         .await?
