@@ -113,6 +113,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+impl Drop for PgStore {
+    /// A blocking client closes its connection by running a small runtime of its own, which
+    /// tokio forbids on a thread that is driving async tasks; the last reference to the
+    /// store may well be dropped on one, so the idle clients are closed on a thread of
+    /// their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut *lock(&self.idle));
+        if idle.is_empty() {
+            return;
+        }
+        let _ = std::thread::spawn(move || drop(idle)).join();
+    }
+}
+
 impl PgStore {
     pub(crate) fn open(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
         // The parser's messages name the offending option, never a value, so no password leaks.
