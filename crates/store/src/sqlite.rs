@@ -683,9 +683,11 @@ impl Store for SqliteStore {
             while let Some(row) = rows.next().context("cannot read the ledger")? {
                 let seq = to_u64(get(row, 0, "a seq")?, "a seq")?;
                 let what = || format!("cannot read ledger entry {seq}");
+                // Text is read as its bytes too: a value rewritten as text must still reach
+                // the verifier, which then names the entry it no longer matches.
                 let bytes = row
                     .get_ref(1)
-                    .and_then(|v| Ok(v.as_blob()?))
+                    .and_then(|v| Ok(v.as_bytes()?))
                     .with_context(what)?;
                 let leaf = row
                     .get_ref(2)
