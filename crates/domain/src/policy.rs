@@ -27,6 +27,19 @@ pub struct Policy {
     pub roles: BTreeMap<ActionKind, BTreeSet<Role>>,
     pub models: Vec<ModelRule>,
     pub approvals: Vec<ApprovalRule>,
+    /// The digest, computed on first use: every decision records it.
+    #[serde(skip)]
+    digest: DigestCache,
+}
+
+/// A lazily computed digest that never takes part in comparisons.
+#[derive(Debug, Clone, Default)]
+struct DigestCache(std::sync::OnceLock<String>);
+
+impl PartialEq for DigestCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Stages skipped by changes that match every present key.
@@ -162,6 +175,7 @@ impl Policy {
             roles: BTreeMap::new(),
             models: Vec::new(),
             approvals: Vec::new(),
+            digest: DigestCache::default(),
         });
         if let Some(h) = file.emergency_approval_window_hours {
             if h == 0 || h > 8760 {
@@ -239,13 +253,22 @@ impl Policy {
                 )));
             }
         }
+        policy.digest = DigestCache::default();
         Ok(policy)
     }
 
     /// A digest that names this exact policy; recorded with every decision it made.
+    ///
+    /// Computed once per policy value; the fields are not to be changed after it was asked
+    /// for.
     pub fn digest(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(json))
+        self.digest
+            .0
+            .get_or_init(|| {
+                let json = serde_json::to_vec(self).unwrap_or_default();
+                hex::encode(Sha256::digest(json))
+            })
+            .clone()
     }
 
     /// The roles allowed to take an action.

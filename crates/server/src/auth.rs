@@ -45,6 +45,7 @@ impl FromRequestParts<AppState> for Authenticated {
                 ApiError::unauthorized("unauthenticated", "send `Authorization: Bearer TOKEN`")
             })?;
         let digest = token_digest(token);
+        // Looked up on every request, so that a deactivation takes effect at once.
         let store = state.service.store.clone();
         let user = tokio::task::spawn_blocking(move || store.user_by_token(&digest))
             .await

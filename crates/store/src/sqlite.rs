@@ -23,7 +23,7 @@ use crate::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Idle read connections kept open; more are opened under load and closed after.
-const IDLE_READERS: usize = 4;
+const IDLE_READERS: usize = 32;
 
 pub(crate) struct SqliteStore {
     path: PathBuf,
@@ -244,8 +244,7 @@ impl SqliteTx<'_> {
     }
 
     fn user_exists(&mut self, name: &str) -> Result<bool, StoreError> {
-        self.tx
-            .query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))
+        self.one("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(()))
             .optional()
             .map(|r| r.is_some())
             .with_context(|| format!("cannot look up user `{name}`"))
@@ -255,28 +254,26 @@ impl SqliteTx<'_> {
         if self.user_exists(&user.name)? {
             return Err(StoreError::UserExists(user.name.clone()));
         }
-        self.tx
-            .execute(
-                "INSERT INTO users (name, roles, user_groups, machine, active, created_at, \
+        self.exec(
+            "INSERT INTO users (name, roles, user_groups, machine, active, created_at, \
                  token_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    user.name,
-                    sql::list_to_text(&user.roles),
-                    sql::list_to_text(&user.groups),
-                    user.machine,
-                    user.active,
-                    user.created_at,
-                    token_hash
-                ],
-            )
-            .with_context(|| format!("cannot add user `{}`", user.name))?;
+            params![
+                user.name,
+                sql::list_to_text(&user.roles),
+                sql::list_to_text(&user.groups),
+                user.machine,
+                user.active,
+                user.created_at,
+                token_hash
+            ],
+        )
+        .with_context(|| format!("cannot add user `{}`", user.name))?;
         Ok(())
     }
 
     fn update_user(&mut self, user: &User) -> Result<(), StoreError> {
         let n = self
-            .tx
-            .execute(
+            .exec(
                 "UPDATE users SET roles = ?2, user_groups = ?3, machine = ?4, active = ?5 \
                  WHERE name = ?1",
                 params![
@@ -295,12 +292,30 @@ impl SqliteTx<'_> {
     }
 }
 
+impl SqliteTx<'_> {
+    /// Runs a statement through the connection's statement cache: the writer runs the
+    /// same few statements for every write, and parsing them each time was a large part
+    /// of its work.
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(params)
+    }
+
+    /// Reads one row through the statement cache.
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.tx.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 impl Tx for SqliteTx<'_> {
     fn lock_head(&mut self) -> Result<HeadRow, StoreError> {
         // The IMMEDIATE transaction already holds the database's write lock.
         let (size, head, frontier): (i64, Vec<u8>, Vec<u8>) = self
-            .tx
-            .query_row(
+            .one(
                 "SELECT size, head, frontier FROM ledger_head WHERE id = 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -314,41 +329,39 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn store_head(&mut self, head: &HeadRow) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                "UPDATE ledger_head SET size = ?1, head = ?2, frontier = ?3 WHERE id = 1",
-                params![
-                    to_i64(head.size, "ledger size")?,
-                    &head.head[..],
-                    head.frontier
-                ],
-            )
-            .context("cannot update the ledger head")?;
+        self.exec(
+            "UPDATE ledger_head SET size = ?1, head = ?2, frontier = ?3 WHERE id = 1",
+            params![
+                to_i64(head.size, "ledger size")?,
+                &head.head[..],
+                head.frontier
+            ],
+        )
+        .context("cannot update the ledger head")?;
         Ok(())
     }
 
     fn savepoint(&mut self) -> Result<(), StoreError> {
-        self.tx
-            .execute_batch("SAVEPOINT write")
+        self.exec("SAVEPOINT write", [])
+            .map(drop)
             .context("cannot open a savepoint")
     }
 
     fn release_savepoint(&mut self) -> Result<(), StoreError> {
-        self.tx
-            .execute_batch("RELEASE SAVEPOINT write")
+        self.exec("RELEASE SAVEPOINT write", [])
+            .map(drop)
             .context("cannot release a savepoint")
     }
 
     fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
-        self.tx
-            .execute_batch("ROLLBACK TO SAVEPOINT write")
+        self.exec("ROLLBACK TO SAVEPOINT write", [])
+            .map(drop)
             .context("cannot roll back to a savepoint")
     }
 
     fn next_change_number(&mut self) -> Result<u64, StoreError> {
         let n: i64 = self
-            .tx
-            .query_row(
+            .one(
                 "UPDATE counters SET value = value + 1 WHERE name = 'change' RETURNING value",
                 [],
                 |r| r.get(0),
@@ -359,8 +372,7 @@ impl Tx for SqliteTx<'_> {
 
     fn change_version(&mut self, id: &str) -> Result<Option<u64>, StoreError> {
         let v: Option<i64> = self
-            .tx
-            .query_row("SELECT version FROM changes WHERE id = ?1", [id], |r| {
+            .one("SELECT version FROM changes WHERE id = ?1", [id], |r| {
                 r.get(0)
             })
             .optional()
@@ -398,28 +410,27 @@ impl Tx for SqliteTx<'_> {
         created_at: &str,
         updated_at: &str,
     ) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                &format!(
-                    "INSERT INTO changes ({CHANGE_COLUMNS}) \
+        self.exec(
+            &format!(
+                "INSERT INTO changes ({CHANGE_COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                ),
-                params![
-                    id,
-                    to_i64(version, "version")?,
-                    c.stage,
-                    c.change_type,
-                    c.category,
-                    c.title,
-                    c.requester,
-                    c.assignee,
-                    c.risk,
-                    sql::list_to_text(&c.systems),
-                    created_at,
-                    updated_at
-                ],
-            )
-            .with_context(|| format!("cannot insert change `{id}`"))?;
+            ),
+            params![
+                id,
+                to_i64(version, "version")?,
+                c.stage,
+                c.change_type,
+                c.category,
+                c.title,
+                c.requester,
+                c.assignee,
+                c.risk,
+                sql::list_to_text(&c.systems),
+                created_at,
+                updated_at
+            ],
+        )
+        .with_context(|| format!("cannot insert change `{id}`"))?;
         self.replace_systems(id, &c.systems)
     }
 
@@ -433,56 +444,53 @@ impl Tx for SqliteTx<'_> {
         let version = to_i64(version, "version")?;
         match columns {
             None => self
-                .tx
-                .execute(
+                .exec(
                     "UPDATE changes SET version = ?2, updated_at = ?3 WHERE id = ?1",
                     params![id, version, updated_at],
                 )
                 .with_context(|| format!("cannot update change `{id}`"))
                 .map(|_| ()),
             Some(c) => {
-                self.tx
-                    .execute(
-                        "UPDATE changes SET version = ?2, updated_at = ?3, stage = ?4, \
+                self.exec(
+                    "UPDATE changes SET version = ?2, updated_at = ?3, stage = ?4, \
                          change_type = ?5, category = ?6, title = ?7, requester = ?8, \
                          assignee = ?9, risk = ?10, systems = ?11 WHERE id = ?1",
-                        params![
-                            id,
-                            version,
-                            updated_at,
-                            c.stage,
-                            c.change_type,
-                            c.category,
-                            c.title,
-                            c.requester,
-                            c.assignee,
-                            c.risk,
-                            sql::list_to_text(&c.systems)
-                        ],
-                    )
-                    .with_context(|| format!("cannot update change `{id}`"))?;
+                    params![
+                        id,
+                        version,
+                        updated_at,
+                        c.stage,
+                        c.change_type,
+                        c.category,
+                        c.title,
+                        c.requester,
+                        c.assignee,
+                        c.risk,
+                        sql::list_to_text(&c.systems)
+                    ],
+                )
+                .with_context(|| format!("cannot update change `{id}`"))?;
                 self.replace_systems(id, &c.systems)
             }
         }
     }
 
     fn insert_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
-        self.tx
-            .execute(
-                &format!(
-                    "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) \
+        self.exec(
+            &format!(
+                "INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                ),
-                params![
-                    to_i64(cp.size, "checkpoint size")?,
-                    &cp.root[..],
-                    &cp.head[..],
-                    cp.time,
-                    cp.key_id,
-                    cp.signature
-                ],
-            )
-            .with_context(|| format!("cannot insert the checkpoint of size {}", cp.size))?;
+            ),
+            params![
+                to_i64(cp.size, "checkpoint size")?,
+                &cp.root[..],
+                &cp.head[..],
+                cp.time,
+                cp.key_id,
+                cp.signature
+            ],
+        )
+        .with_context(|| format!("cannot insert the checkpoint of size {}", cp.size))?;
         Ok(())
     }
 }
