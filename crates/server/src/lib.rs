@@ -227,7 +227,10 @@ async fn json_errors(response: Response) -> Response {
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!(listen = %local, "changegate listening");
+    // Answers are small and clients wait for each one: send them at once rather than let
+    // Nagle's algorithm hold them back.
     axum::serve(listener, router(state))
+        .tcp_nodelay(true)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -127,13 +127,16 @@ impl Service {
         id: &str,
         action: Action,
         expected_version: Option<u64>,
-        now: OffsetDateTime,
+        clock: &(dyn Fn() -> OffsetDateTime + Send + Sync),
     ) -> Result<(Change, ChangeEvent), ServiceError> {
         let this = self.clone();
         let owned = id.to_string();
         let loaded = tokio::task::spawn_blocking(move || this.load(&owned))
             .await
             .map_err(|e| ServiceError::Store(StoreError::Backend(e.to_string())))??;
+        // The time of the action is read after the change was loaded, so that it never
+        // precedes an event that committed while this request was on its way.
+        let now = clock();
         let mut change = loaded.change;
         if let Some(expected) = expected_version {
             if expected != change.version {

@@ -282,6 +282,38 @@ fn check_changes(store: &dyn store::Store, versions: &HashMap<String, u64>) -> R
             });
         }
     }
+    // The listing's columns are an index too: each row must say what the change's own
+    // events say, or a filtered listing could show a change in a stage it never reached.
+    for row in &rows {
+        let events = store.change_events(&row.id).map_err(|e| Failure {
+            seq: None,
+            message: e.to_string(),
+        })?;
+        let change = server::service::fold(&row.id, &events).map_err(|e| Failure {
+            seq: None,
+            message: e.to_string(),
+        })?;
+        let derived = server::service::columns(&change);
+        let listed = store::ChangeColumns {
+            stage: row.stage.clone(),
+            change_type: row.change_type.clone(),
+            category: row.category.clone(),
+            title: row.title.clone(),
+            requester: row.requester.clone(),
+            assignee: row.assignee.clone(),
+            risk: row.risk.clone(),
+            systems: row.systems.clone(),
+        };
+        if listed != derived {
+            return Err(Failure {
+                seq: None,
+                message: format!(
+                    "change `{}` is listed as {listed:?} but its events make it {derived:?}",
+                    row.id
+                ),
+            });
+        }
+    }
     if rows.len() != versions.len() {
         let missing = versions
             .keys()

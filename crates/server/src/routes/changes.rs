@@ -196,10 +196,11 @@ pub async fn act(
     }
     let kind = action.kind().to_string();
     let actor = Service::actor(&user)?;
-    let now = state.clock.now();
+    let clock = state.clock.clone();
+    let now = move || clock.now();
     let result = state
         .service
-        .act(&actor, &id, action, expected_version, now)
+        .act(&actor, &id, action, expected_version, &now)
         .await;
     let (change, event) = record_outcome(&state, &kind, &user.name, &id, result)?;
     tracing::info!(
