@@ -26,7 +26,7 @@ pub use merkle::{
     consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root, verify_consistency,
     verify_inclusion,
 };
-pub use verify::{Fault, FaultKind, StoredEntry, Summary, Verifier};
+pub use verify::{verify_signatures, Fault, FaultKind, StoredEntry, Summary, Verifier};
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];

@@ -353,3 +353,35 @@ fn summary_root_matches_a_writer_frontier() {
     }
     assert_eq!(verify(&log).unwrap().root, f.root());
 }
+
+#[test]
+fn signatures_checked_apart_still_catch_a_forgery_and_the_walk_still_checks_roots() {
+    let mut log = build(50, 10);
+    let sig = &mut log.checkpoints[2].signature;
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    sig.replace_range(..1, flipped);
+    let vk = key(9).verifying_key();
+    let f = ledger::verify_signatures(&vk, &log.checkpoints).unwrap_err();
+    assert_eq!((f.kind, f.seq), (FaultKind::BadCheckpointSignature, 29));
+
+    // Without signature checks the walk still matches every root and head.
+    let mut log = build(50, 10);
+    log.checkpoints[1].root[0] ^= 1;
+    let mut v = ledger::Verifier::new(vk, log.checkpoints.clone()).signatures_checked_elsewhere();
+    let mut result = Ok(());
+    for row in &log.rows {
+        result = v.push(ledger::StoredEntry {
+            seq: row.seq,
+            bytes: &row.bytes,
+            leaf_hash: row.leaf_hash,
+        });
+        if result.is_err() {
+            break;
+        }
+    }
+    let f = match result {
+        Err(f) => f,
+        Ok(()) => v.finish().unwrap_err(),
+    };
+    assert_eq!(f.seq, 19, "{}", f.message);
+}
