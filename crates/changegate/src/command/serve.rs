@@ -34,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = super::open_store(&args.store)?;
     // Store reads run on blocking threads; a few per core keep the disk busy, while one per
     // waiting client would only add switching between them.
-    let blocking = std::thread::available_parallelism().map_or(2, |n| n.get()) * 4;
+    let blocking = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(blocking)
