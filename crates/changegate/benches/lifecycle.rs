@@ -105,7 +105,10 @@ impl Config {
             })
             .unwrap_or_else(|| vec![1, 16, 64]);
         let engineers = env("BENCH_ENGINEERS")
-            .map(|v| v.parse::<usize>().expect("BENCH_ENGINEERS must be a number"))
+            .map(|v| {
+                v.parse::<usize>()
+                    .expect("BENCH_ENGINEERS must be a number")
+            })
             .unwrap_or(8)
             .max(1);
         Config {
@@ -202,12 +205,7 @@ struct Pass {
     failures: Vec<String>,
 }
 
-fn run_pass(
-    config: &Config,
-    rt: &tokio::runtime::Runtime,
-    root: &Path,
-    kind: ServerKind,
-) -> Pass {
+fn run_pass(config: &Config, rt: &tokio::runtime::Runtime, root: &Path, kind: ServerKind) -> Pass {
     let dir = root.join(match kind {
         ServerKind::Changegate { info_log: false } => "changegate-warn",
         ServerKind::Changegate { info_log: true } => "changegate-info",
@@ -269,6 +267,8 @@ fn run_pass(
 
     let mut levels = Vec::new();
     for &clients in &config.levels {
+        let server_cpu = cpu_seconds(server.pid());
+        let client_cpu = cpu_seconds(std::process::id());
         let mut level = rt.block_on(run_level(
             kind,
             server.addr,
@@ -279,8 +279,11 @@ fn run_pass(
         let (rss, hwm) = server.memory_kb();
         level.rss_kb = rss;
         level.hwm_kb = hwm;
+        level.server_cpu = cpu_seconds(server.pid()) - server_cpu;
+        level.client_cpu = cpu_seconds(std::process::id()) - client_cpu;
         acknowledged += level.ok;
         println!("{}", level.line());
+        println!("    {}", level.cpu_line());
         if kind != ServerKind::Floor {
             println!("    mean latency per step: {}", level.step_means());
         }
@@ -597,7 +600,10 @@ impl Server {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("the server on {} did not answer /healthz in 60 s", self.addr);
+                panic!(
+                    "the server on {} did not answer /healthz in 60 s",
+                    self.addr
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -649,6 +655,39 @@ impl Drop for Server {
     }
 }
 
+/// User + system CPU seconds of a process so far (`/proc/PID/stat`), 0 when unreadable.
+fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the file, utime 14 and stime 15.
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field(14) + field(15)) / ticks
+}
+
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.local_addr().expect("local address")
@@ -686,6 +725,9 @@ struct Level {
     step_micros: [u64; 11],
     rss_kb: u64,
     hwm_kb: u64,
+    /// CPU seconds (user + system) the server and the bench's client spent in the level.
+    server_cpu: f64,
+    client_cpu: f64,
 }
 
 impl Level {
@@ -720,6 +762,17 @@ impl Level {
             self.errors,
             self.rss_kb as f64 / 1024.0,
             self.hwm_kb as f64 / 1024.0,
+        )
+    }
+
+    fn cpu_line(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "CPU: server {:.2} cores busy = {:.0} µs per durable write; bench client {:.2} cores busy = {:.0} µs per request",
+            self.server_cpu / secs,
+            self.server_cpu * 1e6 / self.ok.max(1) as f64,
+            self.client_cpu / secs,
+            self.client_cpu * 1e6 / (self.ok + self.errors).max(1) as f64,
         )
     }
 
@@ -795,6 +848,8 @@ async fn run_level(
         step_micros: [0; 11],
         rss_kb: 0,
         hwm_kb: 0,
+        server_cpu: 0.0,
+        client_cpu: 0.0,
     };
     for task in tasks {
         let tally = task.await.expect("client task");
@@ -850,43 +905,66 @@ fn show_error(kind: ServerKind, what: &str, detail: &str) {
     }
 }
 
-/// Sends one request of a lifecycle and books it. `Ok(body)` only for a 2xx answer; a
-/// transport failure also replaces the connection.
-async fn step(
+/// One client: its connection and what it has measured so far.
+struct Client {
     kind: ServerKind,
     addr: SocketAddr,
-    conn: &mut Conn,
-    tally: &mut Tally,
-    index: usize,
-    path: &str,
-    token: &HeaderValue,
-    body: Bytes,
-) -> Option<Bytes> {
-    let sent = Instant::now();
-    match post(conn, path, token, body).await {
-        Ok((status, answer)) => {
-            tally.record(index, sent.elapsed());
-            if (200..300).contains(&status) {
-                tally.ok += 1;
-                Some(answer)
-            } else {
-                tally.errors += 1;
+    conn: Conn,
+    tally: Tally,
+}
+
+impl Client {
+    fn new(kind: ServerKind, addr: SocketAddr, conn: Conn) -> Client {
+        Client {
+            kind,
+            addr,
+            conn,
+            tally: Tally {
+                latencies: Vec::with_capacity(64 * 1024),
+                ..Tally::default()
+            },
+        }
+    }
+
+    /// Sends one request and books it. `Some(body)` only for a 2xx answer; a transport
+    /// failure also replaces the connection.
+    async fn send(
+        &mut self,
+        index: usize,
+        path: &str,
+        token: &HeaderValue,
+        body: Bytes,
+    ) -> Option<Bytes> {
+        let sent = Instant::now();
+        match post(&mut self.conn, path, token, body).await {
+            Ok((status, answer)) => {
+                self.tally.record(index, sent.elapsed());
+                if (200..300).contains(&status) {
+                    self.tally.ok += 1;
+                    Some(answer)
+                } else {
+                    self.tally.errors += 1;
+                    show_error(
+                        self.kind,
+                        &format!("{} {path} answered {status}", STEP_LABELS[index]),
+                        &String::from_utf8_lossy(&answer),
+                    );
+                    None
+                }
+            }
+            Err(e) => {
+                self.tally.errors += 1;
                 show_error(
-                    kind,
-                    &format!("{} {path} answered {status}", STEP_LABELS[index]),
-                    &String::from_utf8_lossy(&answer),
+                    self.kind,
+                    &format!("{} {path}", STEP_LABELS[index]),
+                    &e.to_string(),
                 );
+                match connect(self.addr).await {
+                    Ok(fresh) => self.conn = fresh,
+                    Err(e) => show_error(self.kind, "reconnect", &e.to_string()),
+                }
                 None
             }
-        }
-        Err(e) => {
-            tally.errors += 1;
-            show_error(kind, &format!("{} {path}", STEP_LABELS[index]), &e.to_string());
-            match connect(addr).await {
-                Ok(fresh) => *conn = fresh,
-                Err(e) => show_error(kind, "reconnect", &e.to_string()),
-            }
-            None
         }
     }
 }
@@ -894,27 +972,16 @@ async fn step(
 async fn lifecycle_client(
     kind: ServerKind,
     addr: SocketAddr,
-    mut conn: Conn,
+    conn: Conn,
     steps: Vec<Step>,
     deadline: Instant,
 ) -> Tally {
-    let mut tally = Tally {
-        latencies: Vec::with_capacity(64 * 1024),
-        ..Tally::default()
-    };
+    let mut client = Client::new(kind, addr, conn);
     'changes: while Instant::now() < deadline {
         let create = &steps[0];
-        let Some(answer) = step(
-            kind,
-            addr,
-            &mut conn,
-            &mut tally,
-            0,
-            "/api/v1/changes",
-            &create.token,
-            create.body.clone(),
-        )
-        .await
+        let Some(answer) = client
+            .send(0, "/api/v1/changes", &create.token, create.body.clone())
+            .await
         else {
             continue;
         };
@@ -922,7 +989,7 @@ async fn lifecycle_client(
             .ok()
             .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_string));
         let Some(id) = id else {
-            tally.errors += 1;
+            client.tally.errors += 1;
             show_error(
                 kind,
                 "a created change without `id`",
@@ -936,58 +1003,37 @@ async fn lifecycle_client(
             if Instant::now() >= deadline {
                 break 'changes;
             }
-            let done = step(
-                kind,
-                addr,
-                &mut conn,
-                &mut tally,
-                i,
-                &path,
-                &action.token,
-                action.body.clone(),
-            )
-            .await;
+            let done = client
+                .send(i, &path, &action.token, action.body.clone())
+                .await;
             if done.is_none() {
                 // The change is stuck at this stage; start another.
                 continue 'changes;
             }
         }
     }
-    tally
+    client.tally
 }
 
 async fn floor_client(
     kind: ServerKind,
     addr: SocketAddr,
-    mut conn: Conn,
-    client: usize,
+    conn: Conn,
+    index: usize,
     deadline: Instant,
 ) -> Tally {
-    let mut tally = Tally {
-        latencies: Vec::with_capacity(64 * 1024),
-        ..Tally::default()
-    };
+    let mut client = Client::new(kind, addr, conn);
     // About the size of a lifecycle action body, with a bearer header like the real one.
     let token = HeaderValue::from_static(
         "Bearer cg_0000000000000000000000000000000000000000000000000000000000000000",
     );
     let body = Bytes::from(format!(
-        r#"{{"action":"implement","environment":"production","artifact":"billing-api-certs@2026.1","client":{client}}}"#
+        r#"{{"action":"implement","environment":"production","artifact":"billing-api-certs@2026.1","client":{index}}}"#
     ));
     while Instant::now() < deadline {
-        step(
-            kind,
-            addr,
-            &mut conn,
-            &mut tally,
-            0,
-            "/rows",
-            &token,
-            body.clone(),
-        )
-        .await;
+        client.send(0, "/rows", &token, body.clone()).await;
     }
-    tally
+    client.tally
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1124,7 +1170,15 @@ fn report(config: &Config, machine: &Machine, passes: &[Pass]) {
     );
     println!(
         "| {:<22} | {:>7} | {:>16} | {:>6} | {:>6} | {:>7} | {:>6} | {:>6} | {:>6} |",
-        "server", "clients", "durable writes/s", "p50 ms", "p99 ms", "max ms", "errors", "RSS MB", "HWM MB"
+        "server",
+        "clients",
+        "durable writes/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "RSS MB",
+        "HWM MB"
     );
     println!(
         "|{:-<24}|{:->9}|{:->18}|{:->8}|{:->8}|{:->9}|{:->8}|{:->8}|{:->8}|",

@@ -99,7 +99,7 @@ fn check(
     let mut verifier = ledger::Verifier::new(key, checkpoints).signatures_checked_elsewhere();
     let mut first: Option<Failure> = None;
     let mut users: BTreeMap<String, UserFacts> = BTreeMap::new();
-    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut changes: HashMap<String, domain::Change> = HashMap::new();
     store
         .for_each_indexed(0, &mut |e, index| {
             let seq = e.seq;
@@ -114,9 +114,10 @@ fn check(
                     return false;
                 }
             }
-            if let Some(subject) = index.subject {
-                if subject.starts_with("CHG-") {
-                    *versions.entry(subject.to_string()).or_default() += 1;
+            if let Some(subject) = index.subject.filter(|s| tables && s.starts_with("CHG-")) {
+                if let Err(message) = fold_into(&mut changes, subject, e.bytes) {
+                    first = Some(fail(Some(seq), message));
+                    return false;
                 }
             }
             if index.kind.starts_with("user.") {
@@ -177,7 +178,7 @@ fn check(
         ));
     }
     check_users(store, &users)?;
-    check_changes(store, &versions)?;
+    check_changes(store, &changes)?;
     Ok(format!(
         "ledger intact: {} events, root {}, {} signed checkpoints verified (key {}); \
          {} users and {} changes agree with it",
@@ -186,7 +187,7 @@ fn check(
         summary.checkpoints_verified,
         ledger::key_id(&key),
         users.len(),
-        versions.len()
+        changes.len()
     ))
 }
 
@@ -294,38 +295,58 @@ fn check_users(
     Ok(())
 }
 
-fn check_changes(store: &dyn store::Store, versions: &HashMap<String, u64>) -> Result<(), Failure> {
+/// Folds one change event into the change it belongs to, as the server does on load.
+fn fold_into(
+    changes: &mut HashMap<String, domain::Change>,
+    id: &str,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let entry =
+        ledger::decode_entry(bytes).map_err(|e| format!("the entry cannot be read: {e}"))?;
+    let event: domain::ChangeEvent = serde_json::from_value(entry.payload)
+        .map_err(|e| format!("the event of `{id}` cannot be read: {e}"))?;
+    let at = domain::Recorded {
+        time: entry.time,
+        actor: entry.actor,
+    };
+    match (changes.get_mut(id), &event.action) {
+        (None, domain::Action::Request(new)) => {
+            changes.insert(id.to_string(), domain::Change::requested(id, &at, new));
+        }
+        (None, _) => return Err(format!("the first event of `{id}` is not its request")),
+        (Some(_), domain::Action::Request(_)) => {
+            return Err(format!("`{id}` is requested a second time"))
+        }
+        (Some(change), _) => change.apply(&at, &event),
+    }
+    Ok(())
+}
+
+/// Compares the change listing, an index outside the hash, with the changes rebuilt from
+/// their events: a row that says otherwise would let a filtered listing show a change in a
+/// stage it never reached.
+fn check_changes(
+    store: &dyn store::Store,
+    changes: &HashMap<String, domain::Change>,
+) -> Result<(), Failure> {
+    let failure = |message: String| Failure { seq: None, message };
     let rows = store
         .list_changes(&store::ChangeFilter::default())
-        .map_err(|e| Failure {
-            seq: None,
-            message: e.to_string(),
-        })?;
+        .map_err(|e| failure(e.to_string()))?;
     for row in &rows {
-        let recorded = versions.get(&row.id).copied().unwrap_or(0);
-        if recorded != row.version {
-            return Err(Failure {
-                seq: None,
-                message: format!(
-                    "change `{}` is listed at version {} but the ledger holds {recorded} events \
-                     for it",
-                    row.id, row.version
-                ),
-            });
+        let Some(change) = changes.get(&row.id) else {
+            return Err(failure(format!(
+                "change `{}` is listed but the ledger holds no event for it",
+                row.id
+            )));
+        };
+        if change.version != row.version {
+            return Err(failure(format!(
+                "change `{}` is listed at version {} but the ledger holds {} events for it",
+                row.id, row.version, change.version
+            )));
         }
-    }
-    // The listing's columns are an index too: each row must say what the change's own
-    // events say, or a filtered listing could show a change in a stage it never reached.
-    for row in &rows {
-        let events = store.change_events(&row.id).map_err(|e| Failure {
-            seq: None,
-            message: e.to_string(),
-        })?;
-        let change = server::service::fold(&row.id, &events).map_err(|e| Failure {
-            seq: None,
-            message: e.to_string(),
-        })?;
-        let derived = server::service::columns(&change);
+        let derived = server::service::columns(change);
         let listed = store::ChangeColumns {
             stage: row.stage.clone(),
             change_type: row.change_type.clone(),
@@ -337,25 +358,22 @@ fn check_changes(store: &dyn store::Store, versions: &HashMap<String, u64>) -> R
             systems: row.systems.clone(),
         };
         if listed != derived {
-            return Err(Failure {
-                seq: None,
-                message: format!(
-                    "change `{}` is listed as {listed:?} but its events make it {derived:?}",
-                    row.id
-                ),
-            });
+            return Err(failure(format!(
+                "change `{}` is listed as {listed:?} but its events make it {derived:?}",
+                row.id
+            )));
         }
     }
-    if rows.len() != versions.len() {
-        let missing = versions
+    if rows.len() != changes.len() {
+        let listed: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let missing = changes
             .keys()
-            .find(|id| !rows.iter().any(|r| &r.id == *id))
-            .cloned()
-            .unwrap_or_default();
-        return Err(Failure {
-            seq: None,
-            message: format!("change `{missing}` is in the ledger but missing from the listing"),
-        });
+            .find(|id| !listed.contains(id.as_str()))
+            .cloned();
+        return Err(failure(format!(
+            "change `{}` is in the ledger but missing from the listing",
+            missing.unwrap_or_default()
+        )));
     }
     Ok(())
 }
