@@ -23,7 +23,9 @@
 //! `BENCH_WARMUP` / `--warmup S` (default 1), `BENCH_LEVELS` / `--levels 1,16,64`,
 //! `BENCH_INFO=0` / `--no-info` (skip the info-logging pass), `BENCH_FLOOR=0` /
 //! `--no-floor`, `BENCH_ENGINEERS` (engineer pool, default 8), `BENCH_KEEP=1` / `--keep`
-//! (keep the data directories). Only loopback traffic.
+//! (keep the data directories). Without the `--bench` argument that `cargo bench` passes
+//! (as under `cargo test --benches`) it makes a short smoke run: levels 1 and 4, half a
+//! second each, no info-logging pass. Only loopback traffic.
 
 use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
@@ -67,6 +69,8 @@ fn main() -> ExitCode {
 // Configuration
 
 struct Config {
+    /// Run without `--bench` (by `cargo test --benches`): short defaults.
+    smoke: bool,
     seconds: f64,
     warmup: f64,
     levels: Vec<usize>,
@@ -87,14 +91,18 @@ impl Config {
         let has = |flag: &str| args.iter().any(|a| a == flag);
         let off = |k: &str| env(k).is_some_and(|v| v == "0" || v.eq_ignore_ascii_case("false"));
         let on = |k: &str| env(k).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then a short
+        // smoke run checks that every request succeeds without measuring anything worth
+        // reading. Explicit knobs still apply.
+        let smoke = !has("--bench");
         let seconds = arg("--seconds")
             .or_else(|| env("BENCH_SECONDS"))
             .map(|v| v.parse::<f64>().expect("BENCH_SECONDS must be a number"))
-            .unwrap_or(8.0);
+            .unwrap_or(if smoke { 0.5 } else { 8.0 });
         let warmup = arg("--warmup")
             .or_else(|| env("BENCH_WARMUP"))
             .map(|v| v.parse::<f64>().expect("BENCH_WARMUP must be a number"))
-            .unwrap_or(1.0);
+            .unwrap_or(if smoke { 0.2 } else { 1.0 });
         let levels = arg("--levels")
             .or_else(|| env("BENCH_LEVELS"))
             .map(|v| {
@@ -103,7 +111,7 @@ impl Config {
                     .filter(|n| *n > 0)
                     .collect()
             })
-            .unwrap_or_else(|| vec![1, 16, 64]);
+            .unwrap_or_else(|| if smoke { vec![1, 4] } else { vec![1, 16, 64] });
         let engineers = env("BENCH_ENGINEERS")
             .map(|v| {
                 v.parse::<usize>()
@@ -112,10 +120,11 @@ impl Config {
             .unwrap_or(8)
             .max(1);
         Config {
+            smoke,
             seconds,
             warmup,
             levels,
-            info_pass: !(has("--no-info") || off("BENCH_INFO")),
+            info_pass: !(has("--no-info") || off("BENCH_INFO") || (smoke && !on("BENCH_INFO"))),
             floor: !(has("--no-floor") || off("BENCH_FLOOR")),
             engineers,
             keep: has("--keep") || on("BENCH_KEEP"),
@@ -128,12 +137,16 @@ impl Config {
 
 fn bench(config: &Config) -> ExitCode {
     println!("lifecycle bench: binary {BIN}");
+    if config.smoke {
+        println!("smoke run (no `--bench` argument): short defaults, figures not meaningful");
+    }
     println!(
         "levels {:?}, {} s per level (+{} s warm-up per server), engineer pool {}, info pass {}, floor {}",
         config.levels, config.seconds, config.warmup, config.engineers, config.info_pass, config.floor
     );
     let machine = Machine::read();
     println!("machine: {} cores, {}", machine.cores, machine.cpu);
+    println!("load average at start: {}", load_average());
     let root = tempfile::Builder::new()
         .prefix("changegate-lifecycle-bench-")
         .tempdir()
@@ -269,6 +282,8 @@ fn run_pass(config: &Config, rt: &tokio::runtime::Runtime, root: &Path, kind: Se
     for &clients in &config.levels {
         let server_cpu = cpu_seconds(server.pid());
         let client_cpu = cpu_seconds(std::process::id());
+        let machine_cpu = machine_busy_seconds();
+        let commits = commit_count(kind, &data);
         let mut level = rt.block_on(run_level(
             kind,
             server.addr,
@@ -281,6 +296,11 @@ fn run_pass(config: &Config, rt: &tokio::runtime::Runtime, root: &Path, kind: Se
         level.hwm_kb = hwm;
         level.server_cpu = cpu_seconds(server.pid()) - server_cpu;
         level.client_cpu = cpu_seconds(std::process::id()) - client_cpu;
+        level.machine_cpu = machine_busy_seconds() - machine_cpu;
+        level.commits = match (commits, commit_count(kind, &data)) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
         acknowledged += level.ok;
         println!("{}", level.line());
         println!("    {}", level.cpu_line());
@@ -657,21 +677,7 @@ impl Drop for Server {
 
 /// User + system CPU seconds of a process so far (`/proc/PID/stat`), 0 when unreadable.
 fn cpu_seconds(pid: u32) -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let ticks = *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .filter(|t| *t > 0.0)
-            .unwrap_or(100.0)
-    });
+    let ticks = clock_ticks();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name is in parentheses and may hold spaces: count fields after it.
     let Some((_, rest)) = stat.rsplit_once(')') else {
@@ -686,6 +692,76 @@ fn cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     (field(14) + field(15)) / ticks
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU seconds the whole machine has spent busy (not idle, not waiting for I/O), from the
+/// `cpu` line of `/proc/stat`.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: f64 = v
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, x)| x)
+        .sum();
+    busy / clock_ticks()
+}
+
+/// Transactions committed so far: changegate signs one checkpoint per committed batch, the
+/// floor commits one row per transaction. Read through a separate read-only connection (WAL
+/// lets it read beside the server's writer).
+fn commit_count(kind: ServerKind, data: &Path) -> Option<u64> {
+    let (file, query) = match kind {
+        ServerKind::Changegate { .. } => ("changegate.db", "SELECT count(*) FROM checkpoints"),
+        ServerKind::Floor => ("floor.db", "SELECT count(*) FROM rows"),
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        data.join(file),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    conn.busy_timeout(Duration::from_secs(5)).ok()?;
+    conn.query_row(query, [], |r| r.get::<_, i64>(0))
+        .ok()
+        .map(|n| n as u64)
 }
 
 fn free_addr() -> SocketAddr {
@@ -728,6 +804,12 @@ struct Level {
     /// CPU seconds (user + system) the server and the bench's client spent in the level.
     server_cpu: f64,
     client_cpu: f64,
+    /// CPU seconds all processes of the machine spent (from `/proc/stat`): what is beyond
+    /// server + client was taken by other work on the machine.
+    machine_cpu: f64,
+    /// Transactions the server committed during the level (changegate: one signed
+    /// checkpoint per batch), when they could be counted.
+    commits: Option<u64>,
 }
 
 impl Level {
@@ -765,15 +847,37 @@ impl Level {
         )
     }
 
+    /// Cores that processes other than the server and this bench used during the level.
+    fn others_cores(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        ((self.machine_cpu - self.server_cpu - self.client_cpu) / secs).max(0.0)
+    }
+
     fn cpu_line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        format!(
-            "CPU: server {:.2} cores busy = {:.0} µs per durable write; bench client {:.2} cores busy = {:.0} µs per request",
+        let mut line = format!(
+            "CPU: server {:.2} cores busy = {:.0} µs per durable write; bench client {:.2} cores busy = {:.0} µs per request; other processes {:.2} cores; machine idle {:.2} of {} cores",
             self.server_cpu / secs,
             self.server_cpu * 1e6 / self.ok.max(1) as f64,
             self.client_cpu / secs,
             self.client_cpu * 1e6 / (self.ok + self.errors).max(1) as f64,
-        )
+            self.others_cores(),
+            (cores() as f64 - self.machine_cpu / secs).max(0.0),
+            cores(),
+        );
+        if let (Some(n), Some(per)) = (self.commits, self.writes_per_commit()) {
+            line += &format!(
+                "\n    commits: {n} = {:.0}/s, {per:.1} writes per commit",
+                n as f64 / secs
+            );
+        }
+        line
+    }
+
+    fn writes_per_commit(&self) -> Option<f64> {
+        self.commits
+            .filter(|n| *n > 0)
+            .map(|n| self.ok as f64 / n as f64)
     }
 
     fn step_means(&self) -> String {
@@ -850,6 +954,8 @@ async fn run_level(
         hwm_kb: 0,
         server_cpu: 0.0,
         client_cpu: 0.0,
+        machine_cpu: 0.0,
+        commits: None,
     };
     for task in tasks {
         let tally = task.await.expect("client task");
@@ -1155,7 +1261,7 @@ impl Machine {
             })
             .unwrap_or_else(|| "unknown CPU".into());
         Machine {
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: cores(),
             cpu,
         }
     }
@@ -1169,7 +1275,7 @@ fn report(config: &Config, machine: &Machine, passes: &[Pass]) {
         machine.cores, machine.cpu, config.seconds
     );
     println!(
-        "| {:<22} | {:>7} | {:>16} | {:>6} | {:>6} | {:>7} | {:>6} | {:>6} | {:>6} |",
+        "| {:<22} | {:>7} | {:>16} | {:>6} | {:>6} | {:>7} | {:>6} | {:>6} | {:>6} | {:>10} | {:>10} | {:>9} |",
         "server",
         "clients",
         "durable writes/s",
@@ -1178,16 +1284,19 @@ fn report(config: &Config, machine: &Machine, passes: &[Pass]) {
         "max ms",
         "errors",
         "RSS MB",
-        "HWM MB"
+        "HWM MB",
+        "µs CPU/wr",
+        "others CPU",
+        "wr/commit"
     );
     println!(
-        "|{:-<24}|{:->9}|{:->18}|{:->8}|{:->8}|{:->9}|{:->8}|{:->8}|{:->8}|",
-        "", ":", ":", ":", ":", ":", ":", ":", ":"
+        "|{:-<24}|{:->9}|{:->18}|{:->8}|{:->8}|{:->9}|{:->8}|{:->8}|{:->8}|{:->12}|{:->12}|{:->11}|",
+        "", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":", ":"
     );
     for pass in passes {
         for l in &pass.levels {
             println!(
-                "| {:<22} | {:>7} | {:>16.0} | {:>6.2} | {:>6.2} | {:>7.1} | {:>6} | {:>6.1} | {:>6.1} |",
+                "| {:<22} | {:>7} | {:>16.0} | {:>6.2} | {:>6.2} | {:>7.1} | {:>6} | {:>6.1} | {:>6.1} | {:>10.0} | {:>10.2} | {:>9} |",
                 l.kind.label(),
                 l.clients,
                 l.per_second(),
@@ -1196,10 +1305,17 @@ fn report(config: &Config, machine: &Machine, passes: &[Pass]) {
                 l.max_ms(),
                 l.errors,
                 l.rss_kb as f64 / 1024.0,
-                l.hwm_kb as f64 / 1024.0
+                l.hwm_kb as f64 / 1024.0,
+                l.server_cpu * 1e6 / l.ok.max(1) as f64,
+                l.others_cores(),
+                l.writes_per_commit()
+                    .map_or("-".to_string(), |w| format!("{w:.1}"))
             );
         }
     }
+    println!(
+        "(µs CPU/wr: server CPU time per durable write; others CPU: cores other processes on the machine used meanwhile; wr/commit: durable writes per committed transaction)"
+    );
 
     let find = |kind: ServerKind| passes.iter().find(|p| p.kind == kind);
     let warn = find(ServerKind::Changegate { info_log: false });
@@ -1248,6 +1364,10 @@ fn report(config: &Config, machine: &Machine, passes: &[Pass]) {
 
     // The targets, stated; nothing here fails the bench.
     println!();
+    println!(
+        "load average at the end: {} (other work on the machine shares its cores with server and client)",
+        load_average()
+    );
     println!("targets (printed, not asserted):");
     let at64 = warn.and_then(|p| p.levels.iter().find(|l| l.clients == 64));
     match at64 {

@@ -546,6 +546,13 @@ impl Tx for PgTx<'_> {
                 .with_context(|| format!("cannot update change `{id}`"))
                 .map(|_| ()),
             Some(c) => {
+                let systems = sql::list_to_text(&c.systems);
+                // Most actions leave the systems alone; their index is rewritten only when
+                // they change.
+                let before: Option<String> = self
+                    .query_opt("SELECT systems FROM changes WHERE id = $1", &[&id])
+                    .with_context(|| format!("cannot read change `{id}`"))?
+                    .map(|row| row.get(0));
                 self.execute(
                     "UPDATE changes SET version = $2, updated_at = $3, stage = $4, \
                          change_type = $5, category = $6, title = $7, requester = $8, \
@@ -561,10 +568,13 @@ impl Tx for PgTx<'_> {
                         &c.requester,
                         &c.assignee,
                         &c.risk,
-                        &sql::list_to_text(&c.systems),
+                        &systems,
                     ],
                 )
                 .with_context(|| format!("cannot update change `{id}`"))?;
+                if before.as_deref() == Some(systems.as_str()) {
+                    return Ok(());
+                }
                 self.replace_systems(id, &c.systems)
             }
         }
