@@ -462,7 +462,8 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
                 let due =
                     ctx.now + Duration::hours(ctx.policy.emergency_approval_window_hours.into());
                 event.note = Some(format!(
-                    "emergency change implemented before approval; approval after the fact is due by {}",
+                    "emergency change implemented before approval; approval after the fact is due \
+                     by {}",
                     format_instant(due)
                 ));
                 event.due = Some(format_instant(due));
@@ -915,7 +916,8 @@ fn approve_deployment(
         return Err(conflict(
             "customer_acceptance_required",
             format!(
-                "`{}` was requested on behalf of `{}`, whose acceptance must precede deployment approval",
+                "`{}` was requested on behalf of `{}`, whose acceptance must precede \
+                 deployment approval",
                 change.id,
                 change.on_behalf_of.as_deref().unwrap_or_default()
             ),

@@ -70,7 +70,8 @@ impl Metrics {
         for ((method, route, status), n) in &m.requests {
             let _ = writeln!(
                 out,
-                "changegate_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                "changegate_http_requests_total{{method=\"{method}\",route=\"{route}\",\
+                 status=\"{status}\"}} {n}"
             );
         }
         out.push_str("# HELP changegate_http_request_duration_seconds Time to answer.\n");
@@ -79,13 +80,15 @@ impl Metrics {
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
-                    "changegate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                    "changegate_http_request_duration_seconds_bucket{{route=\"{route}\",\
+                     le=\"{bound}\"}} {}",
                     h.counts[i]
                 );
             }
             let _ = writeln!(
                 out,
-                "changegate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                "changegate_http_request_duration_seconds_bucket{{route=\"{route}\",\
+                 le=\"+Inf\"}} {}",
                 h.count
             );
             let _ = writeln!(

@@ -50,7 +50,10 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
         bail!("user name `{name}` must be 1 to 64 letters, digits, `.`, `_`, `-` or `@`");
     }
     if name.to_ascii_lowercase().starts_with("changegate-") {
-        bail!("user name `{name}` is reserved: changegate records its own actions under `changegate-…`");
+        bail!(
+            "user name `{name}` is reserved: changegate records its own actions under \
+             `changegate-…`"
+        );
     }
     Ok(())
 }

@@ -153,7 +153,11 @@ pub async fn create(
 #[utoipa::path(
     post, path = "/api/v1/changes/{id}/actions", tag = "changes",
     params(("id" = String, Path, description = "change id, like CHG-000001")),
-    request_body(content = Action, description = "`action` and its fields; an optional `expected_version` (whole number) makes the action fail with 409 when the change moved on meanwhile"),
+    request_body(
+        content = Action,
+        description = "`action` and its fields; an optional `expected_version` (whole \
+            number) makes the action fail with 409 when the change moved on meanwhile"
+    ),
     responses(
         (status = 200, body = ActionResult),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
