@@ -97,25 +97,8 @@ impl Service {
         new: NewChange,
         now: OffsetDateTime,
     ) -> Result<Change, ServiceError> {
-        let ctx = domain::Context {
-            policy: &self.policy,
-            actor,
-            now,
-        };
-        let event = domain::request(&new, &ctx).map_err(ServiceError::Refused)?;
-        let at = Recorded {
-            time: domain::action::format_instant(now),
-            actor: actor.name.clone(),
-        };
-        // The id is allocated inside the write; fold with a placeholder and fix it after.
-        let change = Change::requested("", &at, &new);
-        let write = Write {
-            target: Target::NewChange,
-            entries: vec![entry(actor, &at, &event)?],
-            columns: Some(columns(&change)),
-        };
+        let (mut change, write) = self.request_write(actor, &new, now)?;
         let written = self.submit(write).await?;
-        let mut change = change;
         change.id = written.change_id.unwrap_or_default();
         Ok(change)
     }
@@ -152,26 +135,7 @@ impl Service {
                 self.check_assignee(assignee).await?;
             }
         }
-        let ctx = domain::Context {
-            policy: &self.policy,
-            actor,
-            now,
-        };
-        let event = domain::decide(&change, &action, &ctx).map_err(ServiceError::Refused)?;
-        let at = Recorded {
-            time: domain::action::format_instant(now),
-            actor: actor.name.clone(),
-        };
-        let version = change.version;
-        change.apply(&at, &event);
-        let write = Write {
-            target: Target::Change {
-                id: id.to_string(),
-                expected_version: version,
-            },
-            entries: vec![entry(actor, &at, &event)?],
-            columns: Some(columns(&change)),
-        };
+        let (event, write) = self.action_write(&mut change, actor, &action, now)?;
         self.submit(write).await?;
         Ok((change, event))
     }
@@ -246,26 +210,7 @@ impl Service {
         now: OffsetDateTime,
     ) -> Result<Change, ServiceError> {
         let mut change = self.load(id)?.change;
-        let ctx = domain::Context {
-            policy: &self.policy,
-            actor,
-            now,
-        };
-        let event = domain::decide(&change, &action, &ctx).map_err(ServiceError::Refused)?;
-        let at = Recorded {
-            time: domain::action::format_instant(now),
-            actor: actor.name.clone(),
-        };
-        let version = change.version;
-        change.apply(&at, &event);
-        let write = Write {
-            target: Target::Change {
-                id: id.to_string(),
-                expected_version: version,
-            },
-            entries: vec![entry(actor, &at, &event)?],
-            columns: Some(columns(&change)),
-        };
+        let (_, write) = self.action_write(&mut change, actor, &action, now)?;
         self.committer.write(write)?;
         Ok(change)
     }
@@ -277,25 +222,69 @@ impl Service {
         new: NewChange,
         now: OffsetDateTime,
     ) -> Result<Change, ServiceError> {
+        let (mut change, write) = self.request_write(actor, &new, now)?;
+        let written = self.committer.write(write)?;
+        change.id = written.change_id.unwrap_or_default();
+        Ok(change)
+    }
+
+    /// Decides a new change and the write that records it. The id is allocated inside the
+    /// write, so the change comes back without one.
+    fn request_write(
+        &self,
+        actor: &Actor,
+        new: &NewChange,
+        now: OffsetDateTime,
+    ) -> Result<(Change, Write), ServiceError> {
         let ctx = domain::Context {
             policy: &self.policy,
             actor,
             now,
         };
-        let event = domain::request(&new, &ctx).map_err(ServiceError::Refused)?;
+        let event = domain::request(new, &ctx).map_err(ServiceError::Refused)?;
         let at = Recorded {
             time: domain::action::format_instant(now),
             actor: actor.name.clone(),
         };
-        let mut change = Change::requested("", &at, &new);
+        let change = Change::requested("", &at, new);
         let write = Write {
             target: Target::NewChange,
             entries: vec![entry(actor, &at, &event)?],
             columns: Some(columns(&change)),
         };
-        let written = self.committer.write(write)?;
-        change.id = written.change_id.unwrap_or_default();
-        Ok(change)
+        Ok((change, write))
+    }
+
+    /// Decides an action, applies it to `change`, and returns the event with the write
+    /// that records it, guarded by the version the change was loaded at.
+    fn action_write(
+        &self,
+        change: &mut Change,
+        actor: &Actor,
+        action: &Action,
+        now: OffsetDateTime,
+    ) -> Result<(ChangeEvent, Write), ServiceError> {
+        let ctx = domain::Context {
+            policy: &self.policy,
+            actor,
+            now,
+        };
+        let event = domain::decide(change, action, &ctx).map_err(ServiceError::Refused)?;
+        let at = Recorded {
+            time: domain::action::format_instant(now),
+            actor: actor.name.clone(),
+        };
+        let version = change.version;
+        change.apply(&at, &event);
+        let write = Write {
+            target: Target::Change {
+                id: change.id.clone(),
+                expected_version: version,
+            },
+            entries: vec![entry(actor, &at, &event)?],
+            columns: Some(columns(change)),
+        };
+        Ok((event, write))
     }
 }
 
