@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn canonical_form_is_exact() {
-        let got = String::from_utf8(canonical_bytes(&sample())).unwrap();
+        let got = String::from_utf8(canonical_bytes(&sample())).expect("canonical JSON is UTF-8");
         let want = concat!(
             r#"{"actor":"alice","kind":"change.approve","#,
             r#""payload":{"a":{"x":"q\"\n","y":[3,{"a":1,"b":2}]},"z":1},"#,
@@ -185,7 +185,7 @@ mod tests {
     fn absent_subject_is_null() {
         let mut e = sample();
         e.subject = None;
-        let text = String::from_utf8(canonical_bytes(&e)).unwrap();
+        let text = String::from_utf8(canonical_bytes(&e)).expect("canonical JSON is UTF-8");
         assert!(text.contains(r#","subject":null,"#), "{text}");
     }
 
@@ -193,7 +193,7 @@ mod tests {
     fn keys_sort_by_bytes_not_by_case_or_length() {
         let mut e = sample();
         e.payload = json!({"b": 0, "B": 0, "aa": 0, "a": 0, "é": 0, "_": 0});
-        let text = String::from_utf8(canonical_bytes(&e)).unwrap();
+        let text = String::from_utf8(canonical_bytes(&e)).expect("canonical JSON is UTF-8");
         assert!(
             text.contains(r#""payload":{"B":0,"_":0,"a":0,"aa":0,"b":0,"é":0}"#),
             "{text}"
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn decode_rejects_bad_prev() {
-        let text = String::from_utf8(canonical_bytes(&sample())).unwrap();
+        let text = String::from_utf8(canonical_bytes(&sample())).expect("canonical JSON is UTF-8");
         let broken = text.replace("abab", "zzzz");
         assert!(matches!(
             decode_entry(broken.as_bytes()),

@@ -127,11 +127,11 @@ mod tests {
     fn bytes_round_trip_and_resume() {
         let mut f = Frontier::new();
         for i in 0..37 {
-            let back = Frontier::from_bytes(&f.to_bytes()).unwrap();
+            let back = Frontier::from_bytes(&f.to_bytes()).expect("a frontier reads back");
             assert_eq!(back, f);
             f.push(leaf(i));
         }
-        let mut resumed = Frontier::from_bytes(&f.to_bytes()).unwrap();
+        let mut resumed = Frontier::from_bytes(&f.to_bytes()).expect("a frontier reads back");
         resumed.push(leaf(37));
         f.push(leaf(37));
         assert_eq!(resumed.root(), f.root());
