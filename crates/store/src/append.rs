@@ -39,6 +39,8 @@ pub(crate) trait Tx {
     /// Increments the change counter and returns the new value.
     fn next_change_number(&mut self) -> Result<u64, StoreError>;
     fn change_version(&mut self, id: &str) -> Result<Option<u64>, StoreError>;
+    /// The first entry recorded under a subject.
+    fn first_seq_of_subject(&mut self, subject: &str) -> Result<Option<u64>, StoreError>;
     fn insert_entry(&mut self, row: &EntryRow<'_>) -> Result<(), StoreError>;
     fn insert_change(
         &mut self,
@@ -158,7 +160,7 @@ fn check(write: &Write) -> Result<(), StoreError> {
                 "a new change needs its read-model columns".into(),
             ))
         }
-        (Target::None, Some(_)) => {
+        (Target::None | Target::Once { .. }, Some(_)) => {
             return Err(StoreError::Invalid(
                 "read-model columns were given for a write about no change".into(),
             ))
@@ -217,6 +219,24 @@ fn write_one<T: Tx>(
             (Some(id.clone()), actual)
         }
         Target::None => (None, 0),
+        Target::Once { subject } => {
+            if subject.is_empty() {
+                return Err(StoreError::Invalid(
+                    "a once-only write needs a subject".into(),
+                ));
+            }
+            if let Some(seq) = tx.first_seq_of_subject(subject)? {
+                return Err(StoreError::Duplicate {
+                    subject: subject.clone(),
+                    seq,
+                });
+            }
+            (None, 0)
+        }
+    };
+    let once_subject = match &write.target {
+        Target::Once { subject } => Some(subject.clone()),
+        _ => None,
     };
 
     let mut next = tip.clone();
@@ -235,7 +255,10 @@ fn write_one<T: Tx>(
             actor: new.actor.clone(),
             roles: new.roles.clone(),
             kind: new.kind.clone(),
-            subject: change_id.clone().or_else(|| new.subject.clone()),
+            subject: change_id
+                .clone()
+                .or_else(|| once_subject.clone())
+                .or_else(|| new.subject.clone()),
             payload: new.payload.clone(),
         };
         let bytes = ledger::canonical_bytes(&entry);
@@ -274,7 +297,7 @@ fn write_one<T: Tx>(
 
     let written = Written {
         change_id,
-        version: if matches!(write.target, Target::None) {
+        version: if matches!(write.target, Target::None | Target::Once { .. }) {
             0
         } else {
             version

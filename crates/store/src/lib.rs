@@ -57,6 +57,11 @@ pub enum Target {
     Change { id: String, expected_version: u64 },
     /// Not about a change (user events, policy changes).
     None,
+    /// Not about a change, and written only if no entry has `subject` yet: a webhook
+    /// delivery or an imported record, accepted once however often it arrives. The check
+    /// runs under the ledger head's lock, so concurrent writers cannot both pass it. The
+    /// entries are recorded under `subject`.
+    Once { subject: String },
 }
 
 /// A change as the read model holds it.
@@ -104,7 +109,7 @@ pub struct Write {
 /// The outcome of a committed write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
-    /// The change written to, `None` for [`Target::None`].
+    /// The change written to, `None` for [`Target::None`] and [`Target::Once`].
     pub change_id: Option<String>,
     /// The change's version after the write; 0 for [`Target::None`].
     pub version: u64,
@@ -176,6 +181,9 @@ pub enum StoreError {
     UserExists(String),
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A [`Target::Once`] write whose subject is already recorded: nothing was written.
+    #[error("`{subject}` is already recorded at entry {seq}")]
+    Duplicate { subject: String, seq: u64 },
     /// The database failed; the message says what the store was doing.
     #[error("{0}")]
     Backend(String),

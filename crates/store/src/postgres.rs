@@ -479,6 +479,19 @@ impl Tx for PgTx<'_> {
         }
     }
 
+    fn first_seq_of_subject(&mut self, subject: &str) -> Result<Option<u64>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT seq FROM ledger_entries WHERE subject = $1 ORDER BY seq LIMIT 1",
+                &[&subject],
+            )
+            .with_context(|| format!("cannot look up entries about `{subject}`"))?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(to_u64(get(&r, 0, "a seq")?, "a seq")?)),
+        }
+    }
+
     fn insert_entry(&mut self, row: &EntryRow<'_>) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO ledger_entries (seq, subject, kind, actor, time, bytes, leaf_hash) \

@@ -380,6 +380,17 @@ impl Tx for SqliteTx<'_> {
         v.map(|v| to_u64(v, "a change version")).transpose()
     }
 
+    fn first_seq_of_subject(&mut self, subject: &str) -> Result<Option<u64>, StoreError> {
+        let seq: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "SELECT seq FROM ledger_entries WHERE subject = ?1 ORDER BY seq LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row([subject], |r| r.get(0)).optional())
+            .with_context(|| format!("cannot look up entries about `{subject}`"))?;
+        seq.map(|s| to_u64(s, "a seq")).transpose()
+    }
+
     fn insert_entry(&mut self, row: &EntryRow<'_>) -> Result<(), StoreError> {
         let seq = to_i64(row.seq, "seq")?;
         self.tx

@@ -50,6 +50,7 @@ suite!(
     write_failing_midway_is_undone,
     later_writes_in_a_batch_see_earlier_ones,
     invalid_writes_are_refused,
+    once_writes_are_accepted_once,
     entries_hash_link_and_verify,
     one_signed_checkpoint_per_batch,
     batch_without_appends_adds_no_checkpoint,
@@ -296,6 +297,53 @@ fn invalid_writes_are_refused(h: &mut Harness) {
             .as_deref(),
         Some("CHG-000001")
     );
+}
+
+fn once_writes_are_accepted_once(h: &mut Harness) {
+    let s = h.store();
+    let delivery = |n: u64| Write {
+        target: Target::Once {
+            subject: "delivery:github:72d3162e".into(),
+        },
+        entries: vec![entry(n, "evidence.push", serde_json::json!({ "n": n }))],
+        columns: None,
+    };
+    // The same delivery twice in one batch, then again in a later batch.
+    let results = s.apply(vec![delivery(1), delivery(2)]);
+    let first = results[0].as_ref().expect("first delivery is written");
+    assert_eq!(first.change_id, None);
+    assert_eq!(first.seqs, vec![0]);
+    assert_eq!(
+        results[1],
+        Err(StoreError::Duplicate {
+            subject: "delivery:github:72d3162e".into(),
+            seq: 0
+        })
+    );
+    let again = s.apply(vec![delivery(3)]);
+    assert!(
+        matches!(again[0], Err(StoreError::Duplicate { seq: 0, .. })),
+        "{again:?}"
+    );
+    assert_eq!(s.ledger_size().expect("size"), 1);
+    let stored = s.entry(0).expect("read").expect("entry 0");
+    assert_eq!(
+        stored.entry.subject.as_deref(),
+        Some("delivery:github:72d3162e")
+    );
+    assert_eq!(stored.entry.payload, serde_json::json!({ "n": 1 }));
+    let empty = Write {
+        target: Target::Once {
+            subject: String::new(),
+        },
+        entries: vec![entry(4, "evidence.push", serde_json::json!({}))],
+        columns: None,
+    };
+    assert!(matches!(
+        s.apply(vec![empty])[0],
+        Err(StoreError::Invalid(_))
+    ));
+    verify(s.as_ref()).expect("the ledger verifies");
 }
 
 /// Builds a ledger of 8 entries over 4 batches about 2 changes and a user event.
