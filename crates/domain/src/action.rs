@@ -237,6 +237,10 @@ pub struct ApproveDeployment {
     pub window_start: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_end: Option<String>,
+    /// What is approved to go out: a commit id or an image digest. Once approved, only this
+    /// artifact may be implemented, and the deployment gate allows only it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }

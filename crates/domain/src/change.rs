@@ -202,6 +202,9 @@ pub struct Change {
     pub release: Option<String>,
     pub plan: Option<PlanContent>,
     pub window: Option<Window>,
+    /// The artifact the deployment approval names, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_artifact: Option<String>,
     pub deferred_until: Option<String>,
     pub reworks: u32,
     pub approvals: Vec<ApprovalEntry>,
@@ -251,6 +254,7 @@ impl Change {
             outcome: None,
             rolled_back: false,
             release_notes: None,
+            approved_artifact: None,
         }
     }
 
@@ -375,6 +379,9 @@ impl Change {
                         end: end.clone(),
                     });
                 }
+                if let Some(artifact) = &d.artifact {
+                    self.approved_artifact = Some(artifact.clone());
+                }
             }
             Action::Implement(i) => {
                 self.deployment = Some(Deployment {
@@ -441,11 +448,18 @@ impl Change {
             ApprovalStep::PeerReview | ApprovalStep::Test | ApprovalStep::Acceptance => {
                 serde_json::json!({ "what": what, "plan": self.plan })
             }
-            ApprovalStep::Deployment => serde_json::json!({
-                "what": what,
-                "plan": self.plan,
-                "window": self.window,
-            }),
+            ApprovalStep::Deployment => {
+                let mut content = serde_json::json!({
+                    "what": what,
+                    "plan": self.plan,
+                    "window": self.window,
+                });
+                // Present only when named, so approvals without an artifact keep their digest.
+                if let Some(artifact) = &self.approved_artifact {
+                    content["artifact"] = serde_json::Value::String(artifact.clone());
+                }
+                content
+            }
             ApprovalStep::Retroactive => serde_json::json!({
                 "what": what,
                 "plan": self.plan,

@@ -169,6 +169,18 @@ fn check_systems(systems: &[String]) -> Result<(), Refusal> {
 
 /// Refuses control characters and text that is nothing but invisible characters, which
 /// would make a record unreadable or spoof another one in a listing.
+/// An artifact is a commit id or an image digest: one token of printable characters.
+fn check_artifact(artifact: &str) -> Result<(), Refusal> {
+    let a = artifact.trim();
+    if a.is_empty() || a.len() > 200 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "invalid_field",
+            "`artifact` must be a commit id or an image digest: 1 to 200 characters, no spaces",
+        ));
+    }
+    Ok(())
+}
+
 fn check_text(field: &str, value: &str) -> Result<(), Refusal> {
     if value.chars().any(char::is_control) {
         return Err(invalid(
@@ -438,6 +450,17 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
                         "approval_missing",
                         "the deployment approvals no longer cover the current content",
                     ));
+                }
+                if let Some(approved) = &change.approved_artifact {
+                    if approved != i.artifact.trim() {
+                        return Err(conflict(
+                            "artifact_not_approved",
+                            format!(
+                                "`{}` is approved to deploy `{approved}`, not `{}`",
+                                change.id, i.artifact
+                            ),
+                        ));
+                    }
                 }
                 let start = instant("window_start", &window.start)?;
                 let end = instant("window_end", &window.end)?;
@@ -952,7 +975,26 @@ fn approve_deployment(
             ))
         }
     };
+    let artifact = match &a.artifact {
+        Some(artifact) => {
+            check_artifact(artifact)?;
+            Some(artifact.trim().to_string())
+        }
+        None => None,
+    };
     let mut next = change.clone();
+    if let Some(artifact) = &artifact {
+        if change.approved_artifact.as_ref() != Some(artifact) {
+            next.approved_artifact = Some(artifact.clone());
+            if let Some(old) = &change.approved_artifact {
+                event.edits.push(FieldEdit {
+                    field: "artifact".into(),
+                    old: serde_json::Value::String(old.clone()),
+                    new: serde_json::Value::String(artifact.clone()),
+                });
+            }
+        }
+    }
     match (&window, &change.window) {
         (None, None) => {
             return Err(invalid(
@@ -976,9 +1018,10 @@ fn approve_deployment(
     event.action = Action::ApproveDeployment(ApproveDeployment {
         window_start: window.as_ref().map(|w| w.start.clone()),
         window_end: window.as_ref().map(|w| w.end.clone()),
+        artifact,
         comment: a.comment.clone(),
     });
-    event.invalidated = invalidated_by(change, &next, "window rescheduled");
+    event.invalidated = invalidated_by(change, &next, "window or artifact changed");
     let basis = next.basis(ApprovalStep::Deployment);
     let (approval, met) = group_approval(
         &next_without(&next, &event.invalidated),

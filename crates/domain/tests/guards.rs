@@ -347,6 +347,7 @@ fn required_fields_are_named_when_missing() {
     let half = Action::ApproveDeployment(domain::action::ApproveDeployment {
         window_start: Some(format_instant(d.now + Duration::hours(1))),
         window_end: None,
+        artifact: None,
         comment: None,
     });
     let r = d.refuse(&c.erin, half);
@@ -926,4 +927,34 @@ fn only_an_evaluator_may_lower_the_risk_that_decides_the_approvals() {
         }),
     );
     assert_eq!(d.change.risk, Some(Level::Critical));
+}
+
+#[test]
+fn only_the_approved_artifact_may_be_implemented() {
+    let c = cast();
+    let mut d = normal_to(Stage::Tested);
+    let (start, end) = window_from(d.now);
+    let approve = |artifact: &str| {
+        Action::ApproveDeployment(domain::action::ApproveDeployment {
+            window_start: Some(format_instant(start)),
+            window_end: Some(format_instant(end)),
+            artifact: Some(artifact.into()),
+            comment: None,
+        })
+    };
+    let r = d.refuse(&c.erin, approve("two words"));
+    assert_refused(&r, RefusalKind::Invalid, "invalid_field");
+    d.act(&c.erin, approve("4f1c2a9e0b7d"));
+    assert_eq!(d.change.approved_artifact.as_deref(), Some("4f1c2a9e0b7d"));
+    d.now = start + Duration::minutes(30);
+    let other = |artifact: &str| {
+        Action::Implement(domain::action::Implement {
+            environment: "production".into(),
+            artifact: artifact.into(),
+        })
+    };
+    let r = d.refuse(&c.gina, other("9e9e9e9e9e9e"));
+    assert_refused(&r, RefusalKind::Conflict, "artifact_not_approved");
+    d.act(&c.gina, other("4f1c2a9e0b7d"));
+    assert_eq!(d.change.stage, Stage::Implemented);
 }

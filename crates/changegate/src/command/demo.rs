@@ -677,6 +677,7 @@ fn story_steps(
             What::Act(Action::ApproveDeployment(ApproveDeployment {
                 window_start: Some(domain::action::format_instant(window_start)),
                 window_end: Some(domain::action::format_instant(window_end)),
+                artifact: None,
                 comment: None,
             })),
         );
@@ -704,6 +705,7 @@ fn story_steps(
             What::Act(Action::ApproveDeployment(ApproveDeployment {
                 window_start: None,
                 window_end: None,
+                artifact: None,
                 comment: Some("new window agreed".into()),
             })),
         );

@@ -169,6 +169,7 @@ pub fn approve_deployment_raw(window: Option<(String, String)>) -> Action {
     Action::ApproveDeployment(ApproveDeployment {
         window_start,
         window_end,
+        artifact: None,
         comment: None,
     })
 }
