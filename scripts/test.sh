@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The notification tests deliver mail to a real local SMTP receiver (aiosmtpd).
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    python3 -m pip install --quiet aiosmtpd
+fi
+
 url=$(scripts/pg-test-server.sh start)
 trap 'scripts/pg-test-server.sh stop >/dev/null 2>&1 || true' EXIT
 export CHANGEGATE_TEST_DATABASE_URL="$url"

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod routes;
 pub mod service;
 

@@ -1,0 +1,14 @@
+//! The auditor's side of changegate: reconciliation of what actually changed production
+//! against the change records that authorized it.
+//!
+//! Pure: the caller reads the repository, the evidence and the change records and passes
+//! them in; the same inputs always give the same report, so an auditor can reperform it.
+
+pub mod identity;
+pub mod reconcile;
+
+pub use reconcile::{
+    population_hash, reconcile, Attribute, AttributeResult, CarriedCommit, CommitEvent,
+    DeploymentEvent, Finding, Inputs, Population, ProductionEvent, Report, Rules, StandingChange,
+    Summary, UserFacts, Verdict, VerdictRow,
+};
