@@ -117,6 +117,8 @@ pub struct Rules {
     /// The repository the git history belongs to (`owner/name`), to match pull requests by
     /// number; without it a number matches when only one repository has it.
     pub repository: Option<String>,
+    /// Branches whose commits are production change events when pushed or merged to.
+    pub protected_branches: Vec<String>,
 }
 
 impl Default for Rules {
@@ -136,6 +138,7 @@ impl Default for Rules {
             standing_changes: Vec::new(),
             emergency_suspect_hours: 48,
             repository: None,
+            protected_branches: vec!["main".into(), "master".into()],
         }
     }
 }

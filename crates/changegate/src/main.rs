@@ -2,6 +2,7 @@
 //! parses arguments and dispatches.
 
 mod command;
+mod config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,13 @@ enum Command {
     /// Print or check a policy file.
     #[command(subcommand)]
     Policy(command::policy::PolicyCommand),
+    /// Reconcile a branch's production changes against the change records.
+    Reconcile(command::reconcile::Args),
+    /// Record exported code-host payloads as evidence.
+    #[command(subcommand)]
+    Import(command::import::ImportCommand),
+    /// Ask the deployment gate whether an artifact may go out (exit 0 allow, 1 deny).
+    Gate(command::gate::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,9 @@ fn main() -> ExitCode {
         Command::Demo(args) => command::demo::run(args),
         Command::Verify(args) => command::verify::run(args),
         Command::Policy(cmd) => command::policy::run(cmd),
+        Command::Reconcile(args) => command::reconcile::run(args),
+        Command::Import(cmd) => command::import::run(cmd),
+        Command::Gate(args) => command::gate::run(args),
     };
     match result {
         Ok(code) => code,

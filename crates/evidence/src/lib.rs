@@ -5,6 +5,13 @@
 //! reconciliation's job. Parsers never guess silently: input they cannot read is an error
 //! that names what was wrong.
 
+pub mod git;
+pub mod github;
+pub mod gitlab;
+pub mod message;
 pub mod model;
+pub mod pipeline;
+pub mod signature;
+pub mod times;
 
 pub use model::*;

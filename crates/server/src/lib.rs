@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod notify;
+pub mod projection;
 pub mod routes;
 pub mod service;
 
@@ -44,6 +45,7 @@ pub struct AppState {
     pub service: Arc<Service>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub evidence: Arc<routes::evidence::EvidenceHub>,
 }
 
 #[derive(OpenApi)]
@@ -62,6 +64,11 @@ pub struct AppState {
         routes::ledger::inclusion,
         routes::ledger::consistency,
         routes::ledger::entry,
+        routes::evidence::github,
+        routes::evidence::gitlab,
+        routes::evidence::report_deployment,
+        routes::evidence::gate,
+        routes::evidence::release_notes,
     ),
     modifiers(&BearerAuth)
 )]
@@ -102,6 +109,14 @@ pub fn router(state: AppState) -> Router {
             get(routes::ledger::consistency),
         )
         .route("/ledger/entries/:seq", get(routes::ledger::entry))
+        .route("/webhooks/github", post(routes::evidence::github))
+        .route("/webhooks/gitlab", post(routes::evidence::gitlab))
+        .route("/deployments", post(routes::evidence::report_deployment))
+        .route(
+            "/deployments/:id/release-notes",
+            get(routes::evidence::release_notes),
+        )
+        .route("/gate", post(routes::evidence::gate))
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .route("/healthz", get(healthz))

@@ -175,7 +175,7 @@ impl Service {
         Ok(())
     }
 
-    async fn submit(&self, write: Write) -> Result<store::Written, ServiceError> {
+    pub(crate) async fn submit(&self, write: Write) -> Result<store::Written, ServiceError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.committer.submit(
             write,

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod gate;
+pub mod import;
 pub mod policy;
+pub mod reconcile;
 pub mod serve;
 pub mod users;
 pub mod verify;

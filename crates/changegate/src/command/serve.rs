@@ -23,6 +23,10 @@ pub struct Args {
     /// Policy file (TOML); the default policy without it (`changegate policy default`).
     #[arg(long, env = "CHANGEGATE_POLICY")]
     policy: Option<PathBuf>,
+    /// Config file (TOML): webhook secrets, reconciliation rules, notifications. Without
+    /// it, `changegate.toml` in the data directory is read when present.
+    #[arg(long, env = "CHANGEGATE_CONFIG")]
+    config: Option<PathBuf>,
     /// Fill an empty data directory with the demo quarter first, and print demo tokens.
     #[arg(long)]
     demo: bool,
@@ -31,6 +35,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging();
     let policy = super::load_policy(args.policy.as_deref())?;
+    let (config, config_path) = crate::config::load(args.config.as_deref(), &args.store.data)?;
     let store = super::open_store(&args.store)?;
     // Store reads run on blocking threads; a few per core keep the disk busy, while one per
     // waiting client would only add switching between them.
@@ -49,14 +54,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     record_policy(store.as_ref(), &policy)?;
     let service = Arc::new(Service::new(store, policy));
+    let notifier = {
+        let _inside = runtime.enter();
+        server::notify::Notifier::start(config.notify).context("in the [notify] configuration")?
+    };
+    if let Some(p) = &config_path {
+        tracing::info!(config = %p.display(), "configuration read");
+    }
+    let settings = server::routes::evidence::EvidenceSettings {
+        github_webhook_secret: config.webhooks.github_secret,
+        gitlab_webhook_token: config.webhooks.gitlab_token,
+        rules: config.reconcile,
+    };
     let state = AppState {
         service,
         clock: Arc::new(SystemClock),
         metrics: Arc::new(Metrics::default()),
+        evidence: Arc::new(server::routes::evidence::EvidenceHub::new(
+            settings,
+            notifier.clone(),
+        )),
     };
     runtime
         .block_on(server::serve(state, listener))
         .with_context(|| format!("cannot serve on `{}`", args.listen))?;
+    // Deliver what is queued before leaving.
+    runtime.block_on(notifier.flush(std::time::Duration::from_secs(10)));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,6 @@
 //! `/api/v1/exceptions`: control exceptions found on changes, such as an emergency change
-//! that was not approved after the fact in time.
+//! that was not approved after the fact in time, and production change events that the
+//! continuous reconciliation found unauthorized or failing a control.
 
 use axum::extract::{Query, State};
 use axum::Json;
@@ -21,7 +22,15 @@ pub struct ExceptionQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct ExceptionList {
+    /// Lifecycle exceptions on change records (emergency approvals due or late).
     pub exceptions: Vec<ControlException>,
+    /// Production change events, from the evidence received, that are unauthorized or
+    /// failed a tested attribute.
+    #[schema(value_type = Vec<Object>)]
+    pub reconciliation: Vec<audit::VerdictRow>,
+    /// Findings about repositories and their protection (weakened or bypassed).
+    #[schema(value_type = Vec<Object>)]
+    pub findings: Vec<audit::Finding>,
 }
 
 /// Control exceptions as of now.
@@ -77,5 +86,14 @@ pub async fn list(
         .into_iter()
         .filter(|e| wanted.is_none_or(|w| e.status == w))
         .collect();
-    Ok(Json(ExceptionList { exceptions }))
+    let st = state.clone();
+    let report = tokio::task::spawn_blocking(move || super::evidence::reconcile_now(&st))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let (reconciliation, findings) = super::evidence::open_rows(report);
+    Ok(Json(ExceptionList {
+        exceptions,
+        reconciliation,
+        findings,
+    }))
 }

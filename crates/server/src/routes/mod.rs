@@ -3,3 +3,4 @@
 pub mod changes;
 pub mod exceptions;
 pub mod ledger;
+pub mod evidence;

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)]
 
+/// The webhook secrets the test server is configured with.
+pub const GITHUB_SECRET: &str = "test-github-secret";
+pub const GITLAB_TOKEN: &str = "test-gitlab-token";
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -110,6 +114,14 @@ pub async fn spawn(backend: Backend) -> Option<TestApp> {
         service: Arc::new(Service::new(store.clone(), domain::Policy::default())),
         clock: clock.clone(),
         metrics: Arc::new(Metrics::default()),
+        evidence: Arc::new(server::routes::evidence::EvidenceHub::new(
+            server::routes::evidence::EvidenceSettings {
+                github_webhook_secret: Some(GITHUB_SECRET.into()),
+                gitlab_webhook_token: Some(GITLAB_TOKEN.into()),
+                rules: audit::Rules::default(),
+            },
+            server::notify::Notifier::disabled(),
+        )),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

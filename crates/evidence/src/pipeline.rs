@@ -1,0 +1,248 @@
+//! Bodies of changegate's own endpoints for CI/CD pipelines: deployment reports
+//! (`POST /api/v1/deployments`) and gate requests (may this artifact go to that
+//! environment now?).
+//!
+//! These are changegate's own formats, so they are read strictly: unknown fields, repeated
+//! fields, empty strings, strings with surrounding spaces and times without a zone are all
+//! refused with the field named. The identity that authenticated the request is the actor;
+//! a body cannot claim to be someone else.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::github::fields::{is_hex, read_json, Node};
+use crate::model::{Deployment, Host, Identity, ParseError};
+
+const DEPLOYMENT_FIELDS: [&str; 9] = [
+    "system",
+    "environment",
+    "artifact",
+    "time",
+    "id",
+    "status",
+    "commits",
+    "description",
+    "actor",
+];
+
+const GATE_FIELDS: [&str; 5] = ["system", "environment", "artifact", "actor", "time"];
+
+/// Deployment statuses a pipeline may report.
+pub const STATUSES: [&str; 7] = [
+    "queued",
+    "pending",
+    "in_progress",
+    "success",
+    "failure",
+    "error",
+    "cancelled",
+];
+
+/// A pipeline asking whether an artifact may be deployed to an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRequest {
+    pub system: String,
+    pub environment: String,
+    /// A commit id (7 to 64 hex digits) or an image digest (`sha256:` and 64 hex digits),
+    /// in lower case.
+    pub artifact: String,
+    /// Who asks, when the body names them; the server decides what that may mean.
+    pub actor: Option<String>,
+    /// When the deployment would happen, RFC 3339 UTC; absent means now.
+    pub time: Option<String>,
+}
+
+/// Reads a deployment report:
+///
+/// ```json
+/// {"system": "payments-api", "environment": "production",
+///  "artifact": "<commit id or sha256:digest>", "time": "2026-07-13T18:26:50Z",
+///  "id": "run-8812", "status": "success", "commits": ["<commit id>", …],
+///  "description": "…", "actor": "<token owner>"}
+/// ```
+///
+/// `system`, `environment`, `artifact` and `time` are required. `actor` defaults to
+/// `token_owner`, the identity that authenticated the request; naming anyone else is
+/// refused. The returned actor is never marked a bot: whether the token belongs to an
+/// automation account is the server's knowledge, and it may set `actor.bot`.
+pub fn parse_deployment(body: &[u8], token_owner: &str) -> Result<Deployment, ParseError> {
+    let value = read_strict(body, &DEPLOYMENT_FIELDS)?;
+    let root = Node::root(&value);
+    if token_owner.is_empty() {
+        return Err(ParseError::field(
+            "actor",
+            "no authenticated identity was given",
+        ));
+    }
+    if let Some(actor) = text(&root, "actor")? {
+        if actor != token_owner {
+            return Err(ParseError::field(
+                "actor",
+                format!(
+                    "`{actor}` is not the authenticated identity `{token_owner}`: a pipeline \
+                     reports as itself"
+                ),
+            ));
+        }
+    }
+    let status = match text(&root, "status")? {
+        Some(status) if !STATUSES.contains(&status.as_str()) => {
+            return Err(ParseError::field(
+                "status",
+                format!("`{status}` is not one of {}", STATUSES.join(", ")),
+            ))
+        }
+        status => status,
+    };
+    let commits = root
+        .opt_elements("commits")?
+        .iter()
+        .map(|commit| commit_id(commit, commit.str()?))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Deployment {
+        host: Host::Pipeline,
+        id: text(&root, "id")?.unwrap_or_default(),
+        system: required(&root, "system")?,
+        environment: required(&root, "environment")?,
+        artifact: artifact(&root)?,
+        actor: Identity {
+            login: token_owner.to_string(),
+            bot: false,
+        },
+        at: time(&root)?.ok_or_else(|| ParseError::field("time", "is missing"))?,
+        status,
+        commits,
+        description: text(&root, "description")?,
+    })
+}
+
+/// Reads a gate request: `system`, `environment` and `artifact` required, `actor` and
+/// `time` optional, with the same rules as [`parse_deployment`].
+pub fn parse_gate_request(body: &[u8]) -> Result<GateRequest, ParseError> {
+    let value = read_strict(body, &GATE_FIELDS)?;
+    let root = Node::root(&value);
+    Ok(GateRequest {
+        system: required(&root, "system")?,
+        environment: required(&root, "environment")?,
+        artifact: artifact(&root)?,
+        actor: text(&root, "actor")?,
+        time: time(&root)?,
+    })
+}
+
+/// Parses the body and refuses anything but an object with known, unrepeated fields.
+fn read_strict(body: &[u8], known: &[&str]) -> Result<Value, ParseError> {
+    let value = read_json(body)?;
+    Node::root(&value).object()?;
+    let keys: Keys = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let mut seen: Vec<&str> = Vec::new();
+    for key in &keys.0 {
+        if seen.contains(&key.as_str()) {
+            return Err(ParseError::field(key.as_str(), "appears more than once"));
+        }
+        seen.push(key);
+    }
+    let unknown: Vec<&str> = seen.into_iter().filter(|k| !known.contains(k)).collect();
+    if !unknown.is_empty() {
+        let (field, verb) = if unknown.len() == 1 {
+            ("field", "is not a")
+        } else {
+            ("fields", "are not")
+        };
+        return Err(ParseError::field(
+            unknown.join(", "),
+            format!(
+                "{verb} known {field} (the known fields are {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// The keys of a JSON object in order, repeats included (a map would keep only the last).
+struct Keys(Vec<String>);
+
+impl<'de> Deserialize<'de> for Keys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeysVisitor;
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = Keys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    keys.push(key);
+                }
+                Ok(Keys(keys))
+            }
+        }
+        deserializer.deserialize_map(KeysVisitor)
+    }
+}
+
+/// An optional string field: when present it must be a non-empty string without
+/// surrounding spaces. `null` counts as absent.
+fn text(root: &Node, name: &str) -> Result<Option<String>, ParseError> {
+    let Some(node) = root.get(name) else {
+        return Ok(None);
+    };
+    let value = node.str()?;
+    if value.trim().is_empty() {
+        return Err(node.error("is empty"));
+    }
+    if value.trim() != value {
+        return Err(node.error(format!("`{value}` has leading or trailing spaces")));
+    }
+    Ok(Some(value.to_string()))
+}
+
+fn required(root: &Node, name: &str) -> Result<String, ParseError> {
+    text(root, name)?.ok_or_else(|| ParseError::field(name, "is missing"))
+}
+
+fn time(root: &Node) -> Result<Option<String>, ParseError> {
+    match text(root, "time")? {
+        Some(t) => crate::times::normalize(&t)
+            .map(Some)
+            .map_err(|m| ParseError::field("time", m)),
+        None => Ok(None),
+    }
+}
+
+fn artifact(root: &Node) -> Result<String, ParseError> {
+    let value = required(root, "artifact")?;
+    let node = root.req("artifact")?;
+    match value.strip_prefix("sha256:") {
+        Some(digest) if digest.len() == 64 && is_hex(digest) => Ok(value.to_ascii_lowercase()),
+        Some(_) => Err(node.error(format!(
+            "`{value}` is not an image digest (`sha256:` and 64 hex digits)"
+        ))),
+        None => commit_id(&node, &value),
+    }
+}
+
+fn commit_id(node: &Node, value: &str) -> Result<String, ParseError> {
+    if (7..=64).contains(&value.len()) && is_hex(value) {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(node.error(format!(
+            "`{value}` is neither a commit id (7 to 64 hex digits) nor an image digest \
+             (`sha256:` and 64 hex digits)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_keep_repeats_in_order() {
+        let keys: Keys = serde_json::from_str(r#"{"b": 1, "a": {"x": 2}, "b": 3}"#).unwrap();
+        assert_eq!(keys.0, vec!["b", "a", "b"]);
+    }
+}

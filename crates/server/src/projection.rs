@@ -1,0 +1,289 @@
+//! An in-memory projection of the ledger for the questions that look across changes: which
+//! change covers an artifact (the deployment gate), what evidence has arrived, and the
+//! continuous reconciliation of production change events. It is rebuilt from the ledger
+//! and brought up to date by reading only the entries appended since the last read, so every
+//! server instance over one database sees the same state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use audit::{CommitEvent, ProductionEvent, Rules};
+use domain::{Change, ChangeEvent, Recorded};
+use evidence::{Evidence, PullRequestState};
+use store::{Store, StoreError};
+
+/// The ledger entry kind of payloads that arrived but could not be read.
+pub const UNPARSEABLE_KIND: &str = "evidence.unparseable";
+
+/// What the projection holds.
+#[derive(Default)]
+pub struct State {
+    /// The next ledger seq to read.
+    next: u64,
+    pub changes: BTreeMap<String, Change>,
+    pub evidence: Vec<Evidence>,
+    /// Artifact (lower case) → changes that name it in a deployment approval or an
+    /// implementation.
+    pub artifacts: HashMap<String, Vec<String>>,
+}
+
+impl State {
+    /// The changes whose approval, implementation or linked pull request names this
+    /// artifact (a full commit id, an abbreviation of at least 7 hex digits, or a digest).
+    pub fn changes_for_artifact(&self, artifact: &str) -> Vec<String> {
+        let a = artifact.trim().to_lowercase();
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |id: &String| {
+            if !out.contains(id) {
+                out.push(id.clone());
+            }
+        };
+        for (k, ids) in &self.artifacts {
+            if same_ref(k, &a) {
+                ids.iter().for_each(&mut add);
+            }
+        }
+        for e in &self.evidence {
+            if let Evidence::PullRequest(pr) = e {
+                let landed = [&pr.merge_commit_sha, &pr.squash_commit_sha]
+                    .into_iter()
+                    .flatten()
+                    .any(|s| same_ref(&s.to_lowercase(), &a));
+                if pr.state == PullRequestState::Merged && landed {
+                    let mut ids = evidence::change_ids(&pr.title);
+                    ids.extend(evidence::change_ids(&pr.head_ref));
+                    ids.iter()
+                        .filter(|id| self.changes.contains_key(*id))
+                        .for_each(&mut add);
+                }
+            }
+        }
+        out
+    }
+
+    /// The production change events the evidence shows: commits pushed or merged to a
+    /// protected branch, and deployments to production-tier environments, newest first.
+    pub fn production_events(&self, rules: &Rules) -> Vec<ProductionEvent> {
+        let protected = &rules.protected_branches;
+        let mut merges: HashMap<&str, &evidence::PullRequest> = HashMap::new();
+        for e in &self.evidence {
+            if let Evidence::PullRequest(pr) = e {
+                if pr.state == PullRequestState::Merged && protected.contains(&pr.base_ref) {
+                    for s in [&pr.merge_commit_sha, &pr.squash_commit_sha]
+                        .into_iter()
+                        .flatten()
+                    {
+                        merges.insert(s.as_str(), pr);
+                    }
+                }
+            }
+        }
+        let succeeded: Vec<(&str, &str)> = self
+            .evidence
+            .iter()
+            .filter_map(|e| match e {
+                Evidence::DeploymentStatus(s) if s.state == "success" => {
+                    Some((s.repository.as_str(), s.deployment_id.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut events: Vec<(String, ProductionEvent)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for e in &self.evidence {
+            match e {
+                Evidence::Push(p) => {
+                    let branch = p.git_ref.strip_prefix("refs/heads/").unwrap_or("");
+                    if p.deleted || !protected.iter().any(|b| b == branch) {
+                        continue;
+                    }
+                    let merged_pr = merges.contains_key(p.after.as_str());
+                    for c in &p.commits {
+                        // The commits a merge brings in are the pull request's, not events
+                        // of their own.
+                        if merged_pr && c.id != p.after {
+                            continue;
+                        }
+                        if !seen.insert(c.id.clone()) {
+                            continue;
+                        }
+                        let at = c.at.clone().or_else(|| p.at.clone()).unwrap_or_default();
+                        events.push((
+                            at.clone(),
+                            ProductionEvent::Commit(CommitEvent {
+                                id: c.id.clone(),
+                                parents: vec![],
+                                author: c.author.clone(),
+                                committer: c.committer.clone().unwrap_or_else(|| c.author.clone()),
+                                author_time: at.clone(),
+                                commit_time: at,
+                                subject: c.subject.clone(),
+                                pull_request: None,
+                                source_branch: None,
+                                change_ids: evidence::change_ids(&c.subject),
+                                co_authors: vec![],
+                                reverts: None,
+                                carried: vec![],
+                                lossy: false,
+                            }),
+                        ));
+                    }
+                }
+                Evidence::PullRequest(pr) => {
+                    let Some(sha) = pr
+                        .merge_commit_sha
+                        .as_ref()
+                        .or(pr.squash_commit_sha.as_ref())
+                    else {
+                        continue;
+                    };
+                    if !merges.contains_key(sha.as_str()) || !seen.insert(sha.clone()) {
+                        continue;
+                    }
+                    let at = pr.merged_at.clone().unwrap_or_default();
+                    let who = pr.merged_by.as_ref().unwrap_or(&pr.author);
+                    let person = evidence::Person {
+                        name: who.login.clone(),
+                        email: String::new(),
+                    };
+                    events.push((
+                        at.clone(),
+                        ProductionEvent::Commit(CommitEvent {
+                            id: sha.clone(),
+                            parents: vec![],
+                            author: person.clone(),
+                            committer: person,
+                            author_time: at.clone(),
+                            commit_time: at,
+                            subject: pr.title.clone(),
+                            pull_request: Some(pr.number),
+                            source_branch: Some(pr.head_ref.clone()),
+                            change_ids: evidence::change_ids(&pr.title),
+                            co_authors: vec![],
+                            reverts: None,
+                            carried: vec![],
+                            lossy: false,
+                        }),
+                    ));
+                }
+                Evidence::Deployment(d) => {
+                    if !rules.is_production(&d.environment) {
+                        continue;
+                    }
+                    let done = match d.host {
+                        evidence::Host::Github => {
+                            succeeded.contains(&(d.system.as_str(), d.id.as_str()))
+                        }
+                        _ => d.status.as_deref().is_none_or(|s| {
+                            matches!(
+                                s,
+                                "success" | "succeeded" | "successful" | "finished" | "deployed"
+                            )
+                        }),
+                    };
+                    if done {
+                        events.push((d.at.clone(), ProductionEvent::Deployment(d.clone())));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Newest first; times are RFC 3339 UTC, so they sort as text.
+        events.sort_by(|a, b| b.0.cmp(&a.0));
+        events.into_iter().map(|(_, e)| e).collect()
+    }
+}
+
+/// The ledger projection, shared by the handlers.
+#[derive(Default)]
+pub struct Projection {
+    state: Mutex<State>,
+}
+
+impl Projection {
+    /// Reads the entries appended since the last call, then runs `f` on the state.
+    pub fn read<R>(&self, store: &dyn Store, f: impl FnOnce(&State) -> R) -> Result<R, StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        catch_up(&mut state, store)?;
+        Ok(f(&state))
+    }
+}
+
+fn catch_up(state: &mut State, store: &dyn Store) -> Result<(), StoreError> {
+    let mut failure = None;
+    let from = state.next;
+    store.for_each_indexed(from, &mut |stored, columns| {
+        let interesting =
+            columns.kind.starts_with("change.") || columns.kind.starts_with("evidence.");
+        if interesting {
+            if let Err(e) = apply(state, stored.bytes) {
+                failure = Some(StoreError::Corrupt(format!("entry {}: {e}", stored.seq)));
+                return false;
+            }
+        }
+        state.next = stored.seq + 1;
+        true
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {
+    let entry = ledger::decode_entry(bytes).map_err(|e| e.to_string())?;
+    if let Some(kind) = entry.kind.strip_prefix("change.") {
+        if kind.parse::<domain::ActionKind>().is_err() {
+            return Ok(());
+        }
+        let id = entry
+            .subject
+            .clone()
+            .ok_or("a change event without a subject")?;
+        let event: ChangeEvent =
+            serde_json::from_value(entry.payload).map_err(|e| e.to_string())?;
+        let at = Recorded {
+            time: entry.time,
+            actor: entry.actor,
+        };
+        let artifact = match &event.action {
+            domain::Action::ApproveDeployment(a) => a.artifact.clone(),
+            domain::Action::Implement(i) => Some(i.artifact.clone()),
+            _ => None,
+        };
+        match state.changes.get_mut(&id) {
+            Some(change) => change.apply(&at, &event),
+            None => {
+                let change = Change::replay(&id, [(at, &event)]).map_err(|e| e.to_string())?;
+                state.changes.insert(id.clone(), change);
+            }
+        }
+        if let Some(a) = artifact {
+            let ids = state.artifacts.entry(a.trim().to_lowercase()).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        return Ok(());
+    }
+    if entry.kind == UNPARSEABLE_KIND {
+        return Ok(());
+    }
+    if let Some(value) = entry.payload.get("evidence") {
+        let evidence: Evidence =
+            serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        state.evidence.push(evidence);
+    }
+    Ok(())
+}
+
+/// Whether two lower-case references name the same artifact: equal, or one a commit id
+/// abbreviation (7+ hex digits) of the other.
+pub fn same_ref(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short.len() >= 7 && hex(short) && hex(long) && long.starts_with(short)
+}

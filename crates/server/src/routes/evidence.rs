@@ -1,0 +1,838 @@
+//! Evidence arriving from outside, and the deployment gate:
+//!
+//! - `POST /api/v1/webhooks/github` and `/webhooks/gitlab`: code-host deliveries, verified
+//!   (HMAC signature, secret token) before anything is read, and accepted once per delivery;
+//! - `POST /api/v1/deployments`: a pipeline reports a deployment;
+//! - `POST /api/v1/gate`: a pipeline asks whether an artifact may go to an environment now;
+//! - `GET /api/v1/deployments/{id}/release-notes`: a Markdown draft of what a deployment
+//!   carried.
+//!
+//! Every accepted payload is recorded in the ledger as normalized evidence with the digest
+//! of the bytes it came from; every gate decision is recorded too.
+
+use std::sync::Arc;
+
+use audit::{Inputs, ProductionEvent, Rules, UserFacts, Verdict, VerdictRow};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::{ActionKind, ApprovalStep, Change, ChangeType, Stage};
+use evidence::{Deployment, Evidence, ParseError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use store::{NewEntry, StoreError, Target, Write};
+use utoipa::ToSchema;
+
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ErrorBody};
+use crate::notify::{Notification, NotificationKind, Notifier};
+use crate::projection::{Projection, UNPARSEABLE_KIND};
+use crate::service::ServiceError;
+use crate::AppState;
+
+/// Settings of the evidence side, from the config file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct EvidenceSettings {
+    pub github_webhook_secret: Option<String>,
+    pub gitlab_webhook_token: Option<String>,
+    pub rules: Rules,
+}
+
+/// What the evidence handlers share: settings, the ledger projection and the notifier.
+pub struct EvidenceHub {
+    pub settings: EvidenceSettings,
+    pub projection: Projection,
+    pub notifier: Notifier,
+}
+
+impl EvidenceHub {
+    pub fn new(settings: EvidenceSettings, notifier: Notifier) -> Self {
+        EvidenceHub {
+            settings,
+            projection: Projection::default(),
+            notifier,
+        }
+    }
+}
+
+impl Default for EvidenceHub {
+    fn default() -> Self {
+        EvidenceHub::new(EvidenceSettings::default(), Notifier::disabled())
+    }
+}
+
+/// The answer to an accepted delivery.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// `recorded`, `duplicate` (seen before; nothing written) or `unparseable` (recorded as
+    /// evidence that could not be read).
+    pub status: String,
+    /// The ledger entries written.
+    pub seqs: Vec<u64>,
+    /// The kinds of evidence recorded.
+    pub kinds: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A code-host delivery: GitHub's documented webhook.
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/github", tag = "evidence",
+    request_body(content = String, description = "a GitHub webhook payload, signed with X-Hub-Signature-256"),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody),
+              (status = 400, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
+pub async fn github(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(secret) = state.evidence.settings.github_webhook_secret.clone() else {
+        return Err(not_configured("github", "CHANGEGATE_GITHUB_WEBHOOK_SECRET"));
+    };
+    evidence::signature::verify_github(
+        secret.as_bytes(),
+        header(&headers, "x-hub-signature-256"),
+        &body,
+    )
+    .map_err(|e| ApiError::unauthorized("invalid_signature", &e.to_string()))?;
+    let event = header(&headers, "x-github-event")
+        .ok_or_else(|| ApiError::bad_request("missing_header", "`X-GitHub-Event` is missing"))?
+        .to_string();
+    let delivery = header(&headers, "x-github-delivery").map(str::to_string);
+    let parsed = evidence::github::parse(&event, &body);
+    record_delivery(&state, "github", &event, delivery, &body, parsed).await
+}
+
+/// A code-host delivery: GitLab's webhook, authenticated by its secret token.
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/gitlab", tag = "evidence",
+    request_body(content = String, description = "a GitLab webhook payload with X-Gitlab-Token"),
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody),
+              (status = 400, body = ErrorBody), (status = 503, body = ErrorBody))
+)]
+pub async fn gitlab(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(token) = state.evidence.settings.gitlab_webhook_token.clone() else {
+        return Err(not_configured("gitlab", "CHANGEGATE_GITLAB_WEBHOOK_TOKEN"));
+    };
+    evidence::signature::verify_gitlab(&token, header(&headers, "x-gitlab-token"))
+        .map_err(|e| ApiError::unauthorized("invalid_token", &e.to_string()))?;
+    let event = header(&headers, "x-gitlab-event").map(str::to_string);
+    // GitLab names each delivery in `X-Gitlab-Event-UUID` (and, newer, `Idempotency-Key`).
+    let delivery = header(&headers, "idempotency-key")
+        .or_else(|| header(&headers, "x-gitlab-event-uuid"))
+        .map(str::to_string);
+    let parsed = evidence::gitlab::parse(event.as_deref(), &body);
+    let name = event.unwrap_or_else(|| "unnamed".into());
+    record_delivery(&state, "gitlab", &name, delivery, &body, parsed).await
+}
+
+fn not_configured(host: &str, var: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "webhook_not_configured",
+        format!(
+            "the {host} webhook has no secret configured: set `{var}` or the config file's \
+             [webhooks] section"
+        ),
+    )
+}
+
+/// Records a verified delivery: its evidence, or the reason it could not be read.
+async fn record_delivery(
+    state: &AppState,
+    host: &str,
+    event: &str,
+    delivery: Option<String>,
+    body: &[u8],
+    parsed: Result<Vec<Evidence>, ParseError>,
+) -> Result<Response, ApiError> {
+    let body_sha256 = digest(body);
+    // Without a delivery id the body's digest names it: a byte-identical resend is the same.
+    let key = delivery
+        .clone()
+        .unwrap_or_else(|| format!("sha256:{body_sha256}"));
+    let subject = format!("delivery:{host}:{key}");
+    let source = serde_json::json!({
+        "host": host, "event": event, "delivery": delivery, "body_sha256": body_sha256,
+    });
+    let now = domain::action::format_instant(state.clock.now());
+    let actor = format!("{host}-webhook");
+    let (entries, status, reason) = match parsed {
+        Ok(items) => (
+            items
+                .iter()
+                .map(|e| NewEntry {
+                    time: now.clone(),
+                    actor: actor.clone(),
+                    roles: vec![],
+                    kind: e.ledger_kind().to_string(),
+                    subject: None,
+                    payload: serde_json::json!({ "source": source, "evidence": e }),
+                })
+                .collect::<Vec<_>>(),
+            "recorded",
+            None,
+        ),
+        // A body that is not JSON at all is the sender's fault: say so and keep nothing.
+        Err(ParseError::Json(m)) => {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                format!("the payload is not valid JSON: {m}"),
+            ));
+        }
+        Err(e) => (
+            vec![NewEntry {
+                time: now.clone(),
+                actor: actor.clone(),
+                roles: vec![],
+                kind: UNPARSEABLE_KIND.into(),
+                subject: None,
+                payload: serde_json::json!({
+                    "source": source, "code": e.code(), "reason": e.to_string(),
+                }),
+            }],
+            "unparseable",
+            Some(e.to_string()),
+        ),
+    };
+    if entries.is_empty() {
+        // A ping or an event with nothing to keep: acknowledged, nothing written.
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(Accepted {
+                status: "ignored".into(),
+                seqs: vec![],
+                kinds: vec![],
+                reason: Some(format!("`{event}` carries no evidence")),
+            }),
+        )
+            .into_response());
+    }
+    let kinds: Vec<String> = entries.iter().map(|e| e.kind.clone()).collect();
+    let write = Write {
+        target: Target::Once { subject },
+        entries,
+        columns: None,
+    };
+    match state.service.submit(write).await {
+        Ok(written) => {
+            let accepted = Accepted {
+                status: status.into(),
+                seqs: written.seqs,
+                kinds,
+                reason,
+            };
+            after_evidence(state).await;
+            Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
+        }
+        Err(ServiceError::Store(StoreError::Duplicate { seq, .. })) => Ok((
+            StatusCode::OK,
+            Json(Accepted {
+                status: "duplicate".into(),
+                seqs: vec![],
+                kinds: vec![],
+                reason: Some(format!("this delivery was recorded at entry {seq}")),
+            }),
+        )
+            .into_response()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reconciles what the evidence shows now and notifies about events not seen before.
+async fn after_evidence(state: &AppState) {
+    let state = state.clone();
+    let result =
+        tokio::task::spawn_blocking(move || reconcile_now(&state).map(|r| (r, state))).await;
+    let Ok(Ok((report, state))) = result else {
+        return;
+    };
+    notify_new(&state, &report);
+}
+
+/// The rows already notified about, so a row is announced once per server run.
+static ANNOUNCED: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+    std::sync::Mutex::new(None);
+
+fn notify_new(state: &AppState, report: &audit::Report) {
+    let mut guard = ANNOUNCED.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = guard.get_or_insert_with(Default::default);
+    for row in &report.events {
+        let key = format!("{}:{}:{:?}:{}", row.source, row.commit, row.verdict, row.at);
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let (kind, title) = match (row.verdict, row.source.as_str()) {
+            (Verdict::Unauthorized, _) => (
+                NotificationKind::UnauthorizedChange,
+                format!("Unauthorized production change {}", short(&row.commit)),
+            ),
+            (Verdict::Exception, _) => (
+                NotificationKind::Exception,
+                format!(
+                    "Exception on {} ({})",
+                    row.change.as_deref().unwrap_or("?"),
+                    row.exceptions.join(", ")
+                ),
+            ),
+            (Verdict::Ok, "deployment") => (
+                NotificationKind::Deployed,
+                format!("{} deployed", row.change.as_deref().unwrap_or("?")),
+            ),
+            (Verdict::Ok, _) => (
+                NotificationKind::Merged,
+                format!("{} merged", row.change.as_deref().unwrap_or("?")),
+            ),
+        };
+        state.evidence.notifier.send(Notification {
+            kind,
+            id: hex::encode(&Sha256::digest(key.as_bytes())[..12]),
+            title: title.clone(),
+            text: format!("{title}: {}", row.subject),
+            change: row.change.clone(),
+            repository: None,
+            commit: Some(row.commit.clone()),
+            environment: row.environment.clone(),
+            reasons: row.exceptions.clone(),
+            at: row.at.clone(),
+            link: None,
+        });
+    }
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// Runs the reconciliation over everything the projection holds.
+pub fn reconcile_now(state: &AppState) -> Result<audit::Report, ApiError> {
+    let store = state.service.store.clone();
+    let users: std::collections::BTreeMap<String, UserFacts> = store
+        .users()
+        .map_err(ServiceError::from)?
+        .into_iter()
+        .map(|u| {
+            (
+                u.name,
+                UserFacts {
+                    roles: u.roles,
+                    machine: u.machine,
+                    active: u.active,
+                },
+            )
+        })
+        .collect();
+    let rules = &state.evidence.settings.rules;
+    let now = state.clock.now();
+    let report = state
+        .evidence
+        .projection
+        .read(store.as_ref(), |s| {
+            let events = s.production_events(rules);
+            audit::reconcile(&Inputs {
+                events: &events,
+                evidence: &s.evidence,
+                changes: &s.changes,
+                users: &users,
+                policy: state.service.policy(),
+                rules,
+                as_of: now,
+            })
+        })
+        .map_err(ServiceError::from)?;
+    Ok(report)
+}
+
+/// The deployment as the pipeline reports it, with the reconciliation verdict.
+#[derive(Serialize, ToSchema)]
+pub struct DeploymentRecorded {
+    #[schema(value_type = Object)]
+    pub deployment: Deployment,
+    pub seq: u64,
+    /// The verdict for this deployment, when it went to a production environment.
+    #[schema(value_type = Option<Object>)]
+    pub verdict: Option<VerdictRow>,
+}
+
+/// A pipeline reports a deployment.
+#[utoipa::path(
+    post, path = "/api/v1/deployments", tag = "evidence",
+    request_body(content = String, description = "system, environment, artifact, time, id?, status?, commits?, description?"),
+    responses((status = 201, body = DeploymentRecorded), (status = 200, body = DeploymentRecorded),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn report_deployment(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !user.active {
+        return Err(ServiceError::Deactivated(user.name).into());
+    }
+    let mut d = evidence::pipeline::parse_deployment(&body, &user.name)
+        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    if d.id.is_empty() {
+        let key = format!("{}\n{}\n{}\n{}", d.system, d.environment, d.artifact, d.at);
+        d.id = format!("dep-{}", &digest(key.as_bytes())[..16]);
+    }
+    let subject = format!("deployment:{}:{}", d.system, d.id);
+    let now = domain::action::format_instant(state.clock.now());
+    let evidence = Evidence::Deployment(d.clone());
+    let write = Write {
+        target: Target::Once { subject },
+        entries: vec![NewEntry {
+            time: now,
+            actor: user.name.clone(),
+            roles: user.roles.clone(),
+            kind: evidence.ledger_kind().into(),
+            subject: None,
+            payload: serde_json::json!({
+                "source": {"host": "pipeline", "body_sha256": digest(&body)},
+                "evidence": evidence,
+            }),
+        }],
+        columns: None,
+    };
+    let (status, seq) = match state.service.submit(write).await {
+        Ok(w) => (
+            StatusCode::CREATED,
+            w.seqs.first().copied().unwrap_or_default(),
+        ),
+        Err(ServiceError::Store(StoreError::Duplicate { seq, .. })) => (StatusCode::OK, seq),
+        Err(e) => return Err(e.into()),
+    };
+    let st = state.clone();
+    let report = tokio::task::spawn_blocking(move || reconcile_now(&st))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    notify_new(&state, &report);
+    let verdict = report
+        .events
+        .into_iter()
+        .find(|r| r.source == "deployment" && r.commit == d.artifact && r.at == d.at);
+    Ok((
+        status,
+        Json(DeploymentRecorded {
+            deployment: d,
+            seq,
+            verdict,
+        }),
+    )
+        .into_response())
+}
+
+/// One reason for a gate decision.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GateReason {
+    pub code: String,
+    pub message: String,
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GateDecision {
+    /// `allow` or `deny`.
+    pub decision: String,
+    pub reasons: Vec<GateReason>,
+    pub change: Option<String>,
+    /// The ledger entry recording this decision.
+    pub seq: u64,
+}
+
+fn reason(code: &str, message: impl Into<String>) -> GateReason {
+    GateReason {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// May this artifact of this system go to this environment now?
+#[utoipa::path(
+    post, path = "/api/v1/gate", tag = "evidence",
+    request_body(content = String, description = "system, environment, artifact, actor?"),
+    responses((status = 200, body = GateDecision), (status = 422, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn gate(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    body: Bytes,
+) -> Result<Json<GateDecision>, ApiError> {
+    if !user.active {
+        return Err(ServiceError::Deactivated(user.name).into());
+    }
+    let req = evidence::pipeline::parse_gate_request(&body)
+        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    let deployer = req.actor.clone().unwrap_or_else(|| user.name.clone());
+    let now = state.clock.now();
+    let st = state.clone();
+    let req2 = req.clone();
+    let deployer2 = deployer.clone();
+    let (change, reasons) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let store = st.service.store.clone();
+        let deployer_user = store.user(&deployer2).map_err(ServiceError::from)?;
+        let decided = st
+            .evidence
+            .projection
+            .read(store.as_ref(), |s| {
+                judge_gate(&st, s, &req2, &deployer2, deployer_user.as_ref(), now)
+            })
+            .map_err(ServiceError::from)?;
+        Ok(decided)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let allow = reasons
+        .iter()
+        .all(|r| ALLOW_CODES.contains(&r.code.as_str()));
+    let decision = if allow { "allow" } else { "deny" };
+    let write = Write {
+        target: Target::None,
+        entries: vec![NewEntry {
+            time: domain::action::format_instant(now),
+            actor: user.name.clone(),
+            roles: user.roles.clone(),
+            kind: "gate.decided".into(),
+            subject: Some(format!("gate:{}", req.system)),
+            payload: serde_json::json!({
+                "request": {
+                    "system": req.system, "environment": req.environment,
+                    "artifact": req.artifact, "actor": deployer,
+                },
+                "decision": decision,
+                "reasons": reasons,
+                "change": change,
+            }),
+        }],
+        columns: None,
+    };
+    let written = state.service.submit(write).await?;
+    Ok(Json(GateDecision {
+        decision: decision.into(),
+        reasons,
+        change,
+        seq: written.seqs.first().copied().unwrap_or_default(),
+    }))
+}
+
+/// Reasons that explain an allow rather than cause a deny.
+const ALLOW_CODES: &[&str] = &[
+    "approved",
+    "not_production",
+    "emergency_retroactive_approval_due",
+];
+
+fn judge_gate(
+    state: &AppState,
+    s: &crate::projection::State,
+    req: &evidence::pipeline::GateRequest,
+    deployer: &str,
+    deployer_user: Option<&store::User>,
+    now: time::OffsetDateTime,
+) -> (Option<String>, Vec<GateReason>) {
+    let rules = &state.evidence.settings.rules;
+    let policy = state.service.policy();
+    if !rules.is_production(&req.environment) {
+        return (
+            None,
+            vec![reason(
+                "not_production",
+                format!(
+                    "`{}` is not a production environment: no change approval is needed",
+                    req.environment
+                ),
+            )],
+        );
+    }
+    let candidates: Vec<&Change> = s
+        .changes_for_artifact(&req.artifact)
+        .iter()
+        .filter_map(|id| s.changes.get(id))
+        .collect();
+    if candidates.is_empty() {
+        return (
+            None,
+            vec![reason(
+                "no_approved_change",
+                format!("no change covers artifact `{}`", req.artifact),
+            )],
+        );
+    }
+    // Prefer a change that is ready to deploy; otherwise judge the most recent one.
+    let change = candidates
+        .iter()
+        .copied()
+        .find(|c| c.stage == Stage::ApprovedForDeployment)
+        .or_else(|| {
+            candidates.iter().copied().find(|c| {
+                c.change_type == ChangeType::Emergency && c.stage.is_before_implementation()
+            })
+        })
+        .unwrap_or_else(|| candidates[candidates.len() - 1]);
+    let mut reasons = Vec::new();
+    let model = policy.model(change.change_type, change.category, change.testable);
+    if !change.systems.is_empty() && !change.systems.iter().any(|x| x == &req.system) {
+        reasons.push(reason(
+            "system_not_covered",
+            format!(
+                "`{}` covers {}, not `{}`",
+                change.id,
+                change.systems.join(", "),
+                req.system
+            ),
+        ));
+    }
+    let emergency = change.change_type == ChangeType::Emergency
+        && change.stage.is_before_implementation()
+        && change.stage != Stage::Deferred
+        && change.stage != Stage::ApprovedForDeployment;
+    if emergency {
+        reasons.push(reason(
+            "emergency_retroactive_approval_due",
+            format!(
+                "`{}` is an emergency change: it may go out now and must be approved within {} hours",
+                change.id, policy.emergency_approval_window_hours
+            ),
+        ));
+    } else if change.stage != Stage::ApprovedForDeployment {
+        reasons.push(reason(
+            "not_approved_for_deployment",
+            format!(
+                "`{}` is `{}`, not approved for deployment",
+                change.id, change.stage
+            ),
+        ));
+    } else {
+        if !domain::decide::requirement_met(change, policy, ActionKind::ApproveDeployment) {
+            reasons.push(reason(
+                "approval_missing",
+                format!(
+                    "the deployment approvals of `{}` no longer cover its content",
+                    change.id
+                ),
+            ));
+        }
+        if let Some(approved) = &change.approved_artifact {
+            let asked = req.artifact.trim().to_lowercase();
+            if !crate::projection::same_ref(&approved.to_lowercase(), &asked) {
+                reasons.push(reason(
+                    "artifact_not_approved",
+                    format!(
+                        "`{}` is approved to deploy `{approved}`, not `{}`",
+                        change.id, req.artifact
+                    ),
+                ));
+            }
+        }
+        match &change.window {
+            Some(w) => {
+                let inside = match (
+                    domain::action::parse_instant("start", &w.start),
+                    domain::action::parse_instant("end", &w.end),
+                ) {
+                    (Ok(a), Ok(b)) => (a..b).contains(&now),
+                    _ => false,
+                };
+                if !inside {
+                    reasons.push(reason(
+                        "outside_window",
+                        format!(
+                            "`{}` may be deployed from {} until {}, not at {}",
+                            change.id,
+                            w.start,
+                            w.end,
+                            domain::action::format_instant(now)
+                        ),
+                    ));
+                }
+            }
+            None => reasons.push(reason(
+                "outside_window",
+                format!("`{}` has no approved window", change.id),
+            )),
+        }
+        if model.includes(Stage::Tested)
+            && change.valid_approvals(ApprovalStep::Test).next().is_none()
+        {
+            reasons.push(reason(
+                "not_tested",
+                format!("`{}` has no passing test of its current content", change.id),
+            ));
+        }
+    }
+    let may_implement: Vec<&str> = policy
+        .roles_for(ActionKind::Implement)
+        .map(|r| r.as_str())
+        .collect();
+    match deployer_user {
+        Some(u) if u.active && u.roles.iter().any(|r| may_implement.contains(&r.as_str())) => {
+            if change.assignee.as_deref() == Some(deployer)
+                || change.requester == deployer && !u.machine
+            {
+                reasons.push(reason(
+                    "deployer_is_author",
+                    format!(
+                        "`{deployer}` requested or built `{}` and may not deploy it",
+                        change.id
+                    ),
+                ));
+            }
+        }
+        _ => reasons.push(reason(
+            "deployer_not_authorized",
+            format!(
+                "`{deployer}` is not an active user with a role that may implement ({})",
+                may_implement.join(", ")
+            ),
+        )),
+    }
+    if reasons.is_empty() {
+        reasons.push(reason(
+            "approved",
+            format!(
+                "`{}` is approved to deploy `{}` now",
+                change.id, req.artifact
+            ),
+        ));
+    }
+    (Some(change.id.clone()), reasons)
+}
+
+/// A Markdown draft of the release notes of one deployment.
+#[utoipa::path(
+    get, path = "/api/v1/deployments/{id}/release-notes", tag = "evidence",
+    params(("id" = String, Path, description = "the deployment id")),
+    responses((status = 200, description = "Markdown", content_type = "text/markdown"),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn release_notes(
+    State(state): State<AppState>,
+    Authenticated(_user): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let st = state.clone();
+    let text = tokio::task::spawn_blocking(move || -> Result<Option<String>, ApiError> {
+        let store = st.service.store.clone();
+        let text = st
+            .evidence
+            .projection
+            .read(store.as_ref(), |s| draft_release_notes(s, &id))
+            .map_err(ServiceError::from)?;
+        Ok(text)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    match text {
+        Some(t) => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8",
+            )],
+            t,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found("no deployment has this id")),
+    }
+}
+
+fn draft_release_notes(s: &crate::projection::State, id: &str) -> Option<String> {
+    let d = s.evidence.iter().rev().find_map(|e| match e {
+        Evidence::Deployment(d) if d.id == id => Some(d),
+        _ => None,
+    })?;
+    let mut change_ids: Vec<String> = Vec::new();
+    for artifact in std::iter::once(&d.artifact).chain(d.commits.iter()) {
+        for c in s.changes_for_artifact(artifact) {
+            if !change_ids.contains(&c) {
+                change_ids.push(c);
+            }
+        }
+    }
+    if let Some(desc) = &d.description {
+        for c in evidence::change_ids(desc) {
+            if s.changes.contains_key(&c) && !change_ids.contains(&c) {
+                change_ids.push(c);
+            }
+        }
+    }
+    let mut out = format!(
+        "# Release notes: {} to {}\n\nDeployment `{}` of `{}` at {} by {}.\n\n",
+        d.system, d.environment, d.id, d.artifact, d.at, d.actor.login
+    );
+    out.push_str("## Changes\n\n");
+    if change_ids.is_empty() {
+        out.push_str("No change record covers this deployment.\n");
+    }
+    for cid in &change_ids {
+        let Some(c) = s.changes.get(cid) else {
+            continue;
+        };
+        let risk = c
+            .risk
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_else(|| "not evaluated".into());
+        out.push_str(&format!(
+            "- **{}** {} (risk: {risk}, {} change)\n",
+            c.id, c.title, c.change_type
+        ));
+        for e in &s.evidence {
+            if let Evidence::PullRequest(pr) = e {
+                let names = evidence::change_ids(&pr.title)
+                    .into_iter()
+                    .chain(evidence::change_ids(&pr.head_ref))
+                    .any(|x| &x == cid);
+                if names && pr.state == evidence::PullRequestState::Merged {
+                    let link = pr.url.clone().unwrap_or_default();
+                    if link.is_empty() {
+                        out.push_str(&format!(
+                            "  - #{} {} ({})\n",
+                            pr.number, pr.title, pr.author.login
+                        ));
+                    } else {
+                        out.push_str(&format!(
+                            "  - [#{}]({link}) {} ({})\n",
+                            pr.number, pr.title, pr.author.login
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Reconciliation rows that need attention, for the exceptions listing.
+pub fn open_rows(report: audit::Report) -> (Vec<VerdictRow>, Vec<audit::Finding>) {
+    let rows = report
+        .events
+        .into_iter()
+        .filter(|r| r.verdict != Verdict::Ok)
+        .collect();
+    (rows, report.findings)
+}
+
+/// Whether a production event is a deployment (for callers that split the two).
+pub fn is_deployment(e: &ProductionEvent) -> bool {
+    matches!(e, ProductionEvent::Deployment(_))
+}
+
+/// The hub as the state holds it.
+pub type SharedHub = Arc<EvidenceHub>;

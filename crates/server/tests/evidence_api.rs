@@ -1,0 +1,404 @@
+//! Evidence over HTTP, on SQLite and on PostgreSQL: signed code-host webhooks (accepted
+//! once, refused unsigned, never half-written), pipeline deployment reports reconciled on
+//! arrival, the deployment gate, release notes, and the unauthorized changes that reach
+//! `/api/v1/exceptions`. Code-host payloads are real deliveries from the fixtures.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{fmt, TestApp, GITHUB_SECRET, GITLAB_TOKEN};
+use time::Duration;
+
+on_every_backend!(
+    the_gate_allows_only_the_approved_artifact_by_an_authorized_deployer_in_its_window,
+    the_gate_refuses_bad_requests_naming_the_field,
+    deployments_are_recorded_once_and_reconciled_on_arrival,
+    release_notes_list_the_changes_a_deployment_carried,
+    github_deliveries_must_be_signed_and_count_once,
+    a_real_unreviewed_merge_shows_up_as_unauthorized,
+    gitlab_deliveries_need_the_secret_token,
+);
+
+fn fixture(path: &str) -> Vec<u8> {
+    let full = format!(
+        "{}/../evidence/tests/fixtures/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+const ARTIFACT: &str = "4f1c2a9e0b7d5c3a9e0b7d5c3a4f1c2a9e0b7d5c";
+
+/// A change approved for deployment of `ARTIFACT` in a window from an hour ago to two days
+/// from now.
+async fn approved(app: &TestApp) -> String {
+    let id = app.normal_change_at("tested").await;
+    let start = fmt(app.now() - Duration::hours(1));
+    let end = fmt(app.now() + Duration::days(2));
+    let v = app
+        .act(
+            "frank",
+            &id,
+            json!({"action": "approve_deployment", "window_start": start,
+                   "window_end": end, "artifact": ARTIFACT}),
+        )
+        .await;
+    assert_eq!(v["stage"], "approved_for_deployment", "{v}");
+    id
+}
+
+async fn gate(app: &TestApp, who: &str, body: Value) -> Value {
+    let (status, v) = app.post(who, "/api/v1/gate", body).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn the_gate_allows_only_the_approved_artifact_by_an_authorized_deployer_in_its_window(
+    app: TestApp,
+) {
+    let id = approved(&app).await;
+    let ask = |artifact: &str, env: &str| json!({"system": "payments", "environment": env, "artifact": artifact});
+    let before = app.ledger_size();
+    let v = gate(&app, "ci", ask(ARTIFACT, "production")).await;
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["change"], id.as_str());
+    assert_eq!(codes(&v), vec!["approved"]);
+    // An abbreviated commit id names the same artifact.
+    let v = gate(&app, "ci", ask(&ARTIFACT[..12], "production")).await;
+    assert_eq!(v["decision"], "allow", "{v}");
+    // Every decision is recorded, allow or deny.
+    assert_eq!(app.ledger_size(), before + 2);
+    let (_, entry) = app
+        .get("olivia", &format!("/api/v1/ledger/entries/{}", v["seq"]))
+        .await;
+    let recorded: Value = serde_json::from_str(entry["canonical"].as_str().unwrap()).unwrap();
+    assert_eq!(recorded["kind"], "gate.decided", "{entry}");
+    assert_eq!(recorded["payload"]["decision"], "allow");
+    assert_eq!(recorded["payload"]["request"]["artifact"], &ARTIFACT[..12]);
+
+    let v = gate(&app, "ci", ask("9999999aaaaaaa", "production")).await;
+    assert_eq!(
+        (v["decision"].as_str(), codes(&v)),
+        (Some("deny"), vec!["no_approved_change".to_string()])
+    );
+    assert_eq!(v["change"], Value::Null);
+
+    // Not production: no change approval needed.
+    let v = gate(&app, "bob", ask("9999999aaaaaaa", "staging")).await;
+    assert_eq!(
+        (v["decision"].as_str(), codes(&v)),
+        (Some("allow"), vec!["not_production".to_string()])
+    );
+
+    // The engineer who built it may not deploy it (and holds no deploying role).
+    let v = gate(&app, "bob", ask(ARTIFACT, "production")).await;
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(codes(&v), vec!["deployer_not_authorized"]);
+
+    // A pipeline may name the person who triggered it; that person is judged.
+    let v = gate(
+        &app,
+        "ci",
+        json!({"system": "payments", "environment": "prod", "artifact": ARTIFACT, "actor": "ivan"}),
+    )
+    .await;
+    assert_eq!(v["decision"], "allow", "{v}");
+
+    // Another system than the change covers.
+    let v = gate(
+        &app,
+        "ci",
+        json!({"system": "ledger", "environment": "production", "artifact": ARTIFACT}),
+    )
+    .await;
+    assert_eq!(codes(&v), vec!["system_not_covered"]);
+
+    // After the window.
+    app.advance(Duration::days(3));
+    let v = gate(&app, "ci", ask(ARTIFACT, "production")).await;
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(codes(&v), vec!["outside_window"]);
+}
+
+async fn the_gate_refuses_bad_requests_naming_the_field(app: TestApp) {
+    let before = app.ledger_size();
+    let (status, v) = app
+        .post(
+            "ci",
+            "/api/v1/gate",
+            json!({"system": "payments", "environment": "production"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("artifact"),
+        "{v}"
+    );
+    let (status, v) = app
+        .post_raw("ci", "/api/v1/gate", "{\"system\": \"payments\", ".into())
+        .await;
+    assert_eq!(status, 422, "{v}");
+    let (status, _) = app
+        .post(
+            "ci",
+            "/api/v1/gate",
+            json!({"system": "p", "environment": "production",
+                                           "artifact": "x", "colour": "red"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(app.ledger_size(), before, "refused requests record nothing");
+}
+
+async fn deployments_are_recorded_once_and_reconciled_on_arrival(app: TestApp) {
+    let id = approved(&app).await;
+    let body = json!({"system": "payments", "environment": "production", "artifact": ARTIFACT,
+                      "time": fmt(app.now()), "id": "run-8812", "status": "success"});
+    let (status, v) = app.post("ivan", "/api/v1/deployments", body.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["verdict"]["change"], id.as_str(), "{v}");
+    assert_eq!(v["verdict"]["verdict"], "ok", "{v}");
+    let seq = v["seq"].clone();
+    let size = app.ledger_size();
+    // The same report again: recognized, nothing written.
+    let (status, v) = app.post("ivan", "/api/v1/deployments", body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["seq"], seq);
+    assert_eq!(app.ledger_size(), size);
+
+    // A time with no zone is refused, never taken for UTC.
+    let (status, v) = app
+        .post(
+            "ci",
+            "/api/v1/deployments",
+            json!({"system": "payments", "environment": "production",
+              "artifact": ARTIFACT, "time": "2026-07-13 11:26:52"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("time"),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), size);
+
+    // Something nobody approved goes out: unauthorized, and listed as such.
+    let rogue = "abcdef0123456789abcdef0123456789abcdef01";
+    let (status, v) = app
+        .post(
+            "ci",
+            "/api/v1/deployments",
+            json!({"system": "payments", "environment": "prod-eu",
+              "artifact": rogue, "time": fmt(app.now())}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["verdict"]["verdict"], "unauthorized", "{v}");
+    let (_, list) = app.get("olivia", "/api/v1/exceptions").await;
+    let rows = list["reconciliation"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["commit"] == rogue && r["verdict"] == "unauthorized"),
+        "{list}"
+    );
+    assert!(!rows.iter().any(|r| r["commit"] == ARTIFACT), "{list}");
+}
+
+async fn release_notes_list_the_changes_a_deployment_carried(app: TestApp) {
+    let id = approved(&app).await;
+    let (status, _) = app
+        .post(
+            "ivan",
+            "/api/v1/deployments",
+            json!({"system": "payments", "environment": "production",
+              "artifact": ARTIFACT, "time": fmt(app.now()), "id": "rel-7"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let r = app
+        .client
+        .get(format!(
+            "{}/api/v1/deployments/rel-7/release-notes",
+            app.base
+        ))
+        .bearer_auth(&app.tokens["olivia"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(&format!("**{id}** Add refund codes")),
+        "{text}"
+    );
+    assert!(text.contains("risk: medium"), "{text}");
+    let (status, v) = app
+        .get("olivia", "/api/v1/deployments/nope/release-notes")
+        .await;
+    assert_eq!(status, 404, "{v}");
+}
+
+async fn deliver_github(
+    app: &TestApp,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    signature: Option<String>,
+) -> (u16, Value) {
+    let mut req = app
+        .client
+        .post(format!("{}/api/v1/webhooks/github", app.base))
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .body(body.to_vec());
+    if let Some(s) = signature {
+        req = req.header("x-hub-signature-256", s);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn github_deliveries_must_be_signed_and_count_once(app: TestApp) {
+    let body = fixture("reallyfastci-capture/webhook-pr-close.json");
+    let signed = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), &body);
+    let size = app.ledger_size();
+
+    let (status, v) = deliver_github(&app, "pull_request", "d-1", &body, None).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("invalid_signature")),
+        "{v}"
+    );
+    let wrong = evidence::signature::sign_github(b"not the secret", &body);
+    let (status, _) = deliver_github(&app, "pull_request", "d-1", &body, Some(wrong)).await;
+    assert_eq!(status, 401);
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let (status, _) =
+        deliver_github(&app, "pull_request", "d-1", &tampered, Some(signed.clone())).await;
+    assert_eq!(status, 401);
+    assert_eq!(app.ledger_size(), size, "refused deliveries store nothing");
+
+    let (status, v) =
+        deliver_github(&app, "pull_request", "d-1", &body, Some(signed.clone())).await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["status"], "recorded");
+    assert_eq!(v["kinds"], json!(["evidence.pull_request"]));
+    let after = app.ledger_size();
+    assert_eq!(after, size + 1);
+    // GitHub redelivers: accepted, not recorded twice.
+    let (status, v) = deliver_github(&app, "pull_request", "d-1", &body, Some(signed)).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("duplicate")),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), after);
+
+    // An event changegate does not read is kept as unparseable evidence, not dropped.
+    let other = br#"{"action":"created","starred_at":"2026-01-01T00:00:00Z"}"#;
+    let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), other);
+    let (status, v) = deliver_github(&app, "star", "d-2", other, Some(sig)).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (202, Some("unparseable")),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), after + 1);
+
+    // Truncated JSON is the sender's error: 400, nothing stored.
+    let cut = &fixture("reallyfastci-capture/webhook-pr-close.json")[..200];
+    let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), cut);
+    let (status, v) = deliver_github(&app, "pull_request", "d-3", cut, Some(sig)).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), after + 1);
+}
+
+async fn a_real_unreviewed_merge_shows_up_as_unauthorized(app: TestApp) {
+    // ailisp/gcbapp-buildconfig-example PR #3: merged with no review, then pushed to master.
+    for (event, file, delivery) in [
+        (
+            "pull_request",
+            "reallyfastci-capture/webhook-pr-close.json",
+            "a",
+        ),
+        (
+            "push",
+            "reallyfastci-capture/webhook-push-to-master.json",
+            "b",
+        ),
+    ] {
+        let body = fixture(file);
+        let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), &body);
+        let (status, v) = deliver_github(&app, event, delivery, &body, Some(sig)).await;
+        assert_eq!(status, 202, "{v}");
+    }
+    let (status, list) = app.get("olivia", "/api/v1/exceptions").await;
+    assert_eq!(status, 200, "{list}");
+    let rows = list["reconciliation"].as_array().unwrap();
+    let merge: Vec<&Value> = rows
+        .iter()
+        .filter(|r| {
+            r["commit"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("a21683865c08")
+        })
+        .collect();
+    assert_eq!(merge.len(), 1, "{list}");
+    assert_eq!(merge[0]["verdict"], "unauthorized");
+    assert_eq!(merge[0]["pull_request"], 3);
+    // The commits the merge carried are the pull request's, not events of their own.
+    assert_eq!(rows.len(), 1, "{list}");
+}
+
+async fn gitlab_deliveries_need_the_secret_token(app: TestApp) {
+    let body = fixture("woodpecker-capture/HookPullRequestMerged.json");
+    let size = app.ledger_size();
+    let send = |token: Option<&'static str>| {
+        let mut req = app
+            .client
+            .post(format!("{}/api/v1/webhooks/gitlab", app.base))
+            .header("content-type", "application/json")
+            .header("x-gitlab-event", "Merge Request Hook")
+            .header("x-gitlab-event-uuid", "0b6c7d1e-uuid")
+            .body(body.clone());
+        if let Some(t) = token {
+            req = req.header("x-gitlab-token", t);
+        }
+        req.send()
+    };
+    let r = send(None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = send(Some("guess")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(app.ledger_size(), size);
+    let r = send(Some(GITLAB_TOKEN)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let r = send(Some(GITLAB_TOKEN)).await.unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "the same delivery is accepted once"
+    );
+    assert_eq!(app.ledger_size(), size + 1);
+}
