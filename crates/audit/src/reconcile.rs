@@ -994,6 +994,16 @@ impl<'a, 'b> Ctx<'a, 'b> {
         described: &[String],
     ) -> Attribute {
         let name = "independent_review";
+        if domain::decide::needs_retroactive_approval(change) {
+            return attr(
+                name,
+                AttributeResult::NotApplicable,
+                format!(
+                    "`{}` went out as an emergency; its approval after the fact judges it",
+                    change.id
+                ),
+            );
+        }
         if !model.includes(Stage::PeerReviewed) {
             return attr(
                 name,

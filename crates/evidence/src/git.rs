@@ -1,13 +1,18 @@
 //! The first-parent history of a branch, read straight from a git repository.
 //!
-//! The first-parent chain of a protected branch is what that branch was: each commit on it
-//! was the branch's head at some point, put there by a push or by a code host's merge. Commits
-//! that only arrived through a merge's other parents were never the head and are left out.
+//! The first-parent chain of a protected branch is how the branch moved: a direct push adds
+//! its commits to it, a code host's merge adds one merge or squash commit. Commits that arrived
+//! only through a merge's other parents belong to that merge and are left out.
 //!
 //! The walk selects exactly what `git rev-list --first-parent --since=S --until=U BRANCH`
 //! selects, including on histories whose committer dates go backwards: a commit committed
 //! after `until` is skipped and the walk goes on, and the walk ends at the first commit
-//! committed before `since`, whatever comes behind it.
+//! committed before `since`, whatever comes behind it. Like git, it ends at the boundary of a
+//! shallow clone. Unlike git, it ignores replace refs (`git --no-replace-objects`).
+//!
+//! Messages are read as bytes: a message in another encoding than UTF-8 (whether or not its
+//! commit has an `encoding` header) is read with replacement characters and marked
+//! `utf8: false`, where `git log` would re-encode it.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -172,6 +177,84 @@ where
     })
 }
 
+/// A repository opened once to look at the commits merges brought into a branch.
+pub struct Merges {
+    repository: gix::Repository,
+    buf: Vec<u8>,
+}
+
+/// The most commits one merge is read as bringing in. A merge of an unrelated history can
+/// bring in the whole of it; past this many the list ends and is marked as cut short.
+pub const MERGED_LIMIT: usize = 10_000;
+
+/// What a merge brought in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    /// Reachable from one of the merge's other parents and not from its first, in the order
+    /// of a breadth-first walk from those parents.
+    pub commits: Vec<GitCommit>,
+    /// More than [`MERGED_LIMIT`] commits were brought in; `commits` holds the first.
+    pub truncated: bool,
+}
+
+impl Merges {
+    /// Opens the repository at `repo`, as [`first_parent_history`] does.
+    pub fn open(repo: &Path) -> Result<Self, GitError> {
+        let mut repository = open(repo)?;
+        repository.object_cache_size_if_unset(4 * 1024 * 1024);
+        Ok(Merges {
+            repository,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The commits `merge` brought in: those reachable from any parent but the first that
+    /// the first parent cannot reach (`git rev-list P2 P3… ^P1`). Empty for a commit with one
+    /// parent.
+    pub fn brought_in(&mut self, merge: &GitCommit) -> Result<Merged, GitError> {
+        let mut parents = Vec::with_capacity(merge.parents.len());
+        for p in &merge.parents {
+            let id = ObjectId::from_hex(p.as_bytes())
+                .map_err(|e| GitError::Corrupt(format!("parent `{p}` of {}: {e}", merge.id)))?;
+            parents.push(id);
+        }
+        let mut merged = Merged::default();
+        let Some((first, others)) = parents.split_first() else {
+            return Ok(merged);
+        };
+        if others.is_empty() {
+            return Ok(merged);
+        }
+        let walk = self
+            .repository
+            .rev_walk(others.iter().copied())
+            .with_hidden([*first])
+            .all()
+            .map_err(|e| GitError::Corrupt(format!("walking merge {}: {e}", merge.id)))?;
+        for info in walk {
+            let info =
+                info.map_err(|e| GitError::Corrupt(format!("walking merge {}: {e}", merge.id)))?;
+            if merged.commits.len() == MERGED_LIMIT {
+                merged.truncated = true;
+                break;
+            }
+            let id = info.id;
+            let data = self
+                .repository
+                .objects
+                .try_find(&id, &mut self.buf)
+                .map_err(|e| corrupt_commit(id, e))?
+                .ok_or_else(|| GitError::Corrupt(format!("commit {id} is missing")))?;
+            let raw = RawCommit::parse(data.data, id.kind()).map_err(|e| corrupt_commit(id, e))?;
+            let committed = seconds(raw.committer.time).ok_or_else(|| {
+                corrupt_commit(id, format!("committer time `{}`", raw.committer.time))
+            })?;
+            merged.commits.push(raw.into_commit(id, committed)?);
+        }
+        Ok(merged)
+    }
+}
+
 /// Commits found by the walk, as raw object bytes, handed over a channel in groups so that
 /// the hand-over costs little per commit.
 #[derive(Default)]
@@ -181,8 +264,8 @@ struct Batch {
     commits: Vec<(ObjectId, i64, std::ops::Range<usize>)>,
 }
 
-const BATCH_COMMITS: usize = 64;
-const QUEUED_BATCHES: usize = 8;
+const BATCH_COMMITS: usize = 256;
+const QUEUED_BATCHES: usize = 4;
 
 /// Follows the first parents from the branch's head, sending the commits in range. Stops
 /// early, with a tip nobody will read, when the receiver is gone.
@@ -213,7 +296,7 @@ fn walk(
         let data = repository
             .objects
             .try_find(&id, &mut buf)
-            .map_err(corrupt(&format!("commit {id}")))?
+            .map_err(|e| corrupt_commit(id, e))?
             .ok_or_else(|| GitError::Corrupt(format!("commit {id} is missing")))?;
         if data.kind != Kind::Commit {
             let kind = data.kind;
@@ -269,8 +352,11 @@ fn hex(id: &gix::oid) -> String {
 
 fn open(path: &Path) -> Result<gix::Repository, GitError> {
     // Isolated: only the repository's own configuration is read, never the user's or the
-    // environment's, so the same repository reads the same for every caller.
-    gix::open_opts(path, gix::open::Options::isolated()).map_err(|err| {
+    // environment's, so the same repository reads the same for every caller. Replace refs
+    // (`git replace`) are ignored: they are a local override that would show one commit's
+    // content under another's id, and no code host applies them.
+    let options = gix::open::Options::isolated().config_overrides(["core.useReplaceRefs=false"]);
+    gix::open_opts(path, options).map_err(|err| {
         if err.is_not_found() {
             return GitError::NotARepository(path.to_owned());
         }
@@ -298,9 +384,12 @@ fn resolve(repo: &gix::Repository, name: &str) -> Result<(String, ObjectId), Git
     };
     for candidate in candidates {
         // A name git would refuse cannot name a branch.
-        let Ok(found) = repo.try_find_reference(candidate.as_str()) else {
+        if gix::refs::FullName::try_from(candidate.as_str()).is_err() {
             continue;
-        };
+        }
+        let found = repo
+            .try_find_reference(candidate.as_str())
+            .map_err(corrupt(&format!("ref `{candidate}`")))?;
         if let Some(reference) = found {
             let full = reference.name().as_bstr().to_string();
             let id = reference
@@ -329,7 +418,9 @@ fn local_branches(repo: &gix::Repository) -> Result<Vec<String>, GitError> {
 
 fn canonical_location(repo: &gix::Repository) -> Result<String, GitError> {
     let path = repo.workdir().unwrap_or_else(|| repo.git_dir());
-    Ok(std::fs::canonicalize(path)?.to_string_lossy().into_owned())
+    let canonical = std::fs::canonicalize(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("`{}`: {e}", path.display())))?;
+    Ok(canonical.to_string_lossy().into_owned())
 }
 
 fn corrupt<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> GitError + '_ {
@@ -378,11 +469,7 @@ impl<'a> RawCommit<'a> {
             .ok_or_else(|| corrupt_commit(id, format!("author time `{}`", self.author.time)))?;
         Ok(GitCommit {
             id: hex(&id),
-            parents: self
-                .parents
-                .iter()
-                .map(|p| hex::encode(p.as_bytes()))
-                .collect(),
+            parents: self.parents.iter().map(|p| hex(p)).collect(),
             author: person(&self.author),
             committer: person(&self.committer),
             author_time: utc(authored).map_err(|e| corrupt_commit(id, e))?,

@@ -89,41 +89,13 @@ pub fn parse(message: &[u8]) -> ParsedMessage {
         }
     }
 
-    if let Some((number, branch)) = github_merge(subject) {
-        parsed.pull_request = Some(PullRef {
-            number,
-            via: PullVia::GithubMerge,
-        });
-        parsed.source_branch = Some(branch.to_owned());
-    } else if let Some((number, branch, reviewers)) = bors(subject) {
-        parsed.pull_request = Some(PullRef {
-            number,
-            via: PullVia::Bors,
-        });
-        parsed.source_branch = branch.map(str::to_owned);
-        for reviewer in reviewers {
-            if !parsed.reviewed_by.iter().any(|r| r == reviewer) {
-                parsed.reviewed_by.push(reviewer.to_owned());
-            }
+    let (pull_request, branch, reviewers) = request(subject, &lines, &parsed.trailers);
+    parsed.pull_request = pull_request;
+    parsed.source_branch = branch.map(str::to_owned);
+    for reviewer in reviewers {
+        if !parsed.reviewed_by.iter().any(|r| r == reviewer) {
+            parsed.reviewed_by.push(reviewer.to_owned());
         }
-    } else if let Some(number) = gitlab_merge_request(&lines, &parsed.trailers) {
-        parsed.pull_request = Some(PullRef {
-            number,
-            via: PullVia::GitlabMerge,
-        });
-    } else if let Some(number) = suffix_number(subject, "(#") {
-        parsed.pull_request = Some(PullRef {
-            number,
-            via: PullVia::GithubSquash,
-        });
-    } else if let Some(number) = suffix_number(subject, "(!") {
-        parsed.pull_request = Some(PullRef {
-            number,
-            via: PullVia::GitlabSquash,
-        });
-    }
-    if parsed.source_branch.is_none() {
-        parsed.source_branch = merged_branch(subject).map(str::to_owned);
     }
 
     let mut ids = Vec::new();
@@ -145,6 +117,28 @@ pub fn parse(message: &[u8]) -> ParsedMessage {
         .find_map(|l| reverted_commit(l))
         .map(str::to_owned);
     parsed
+}
+
+/// The request a message names, the branch its subject names as merged, and the reviewers a
+/// bors subject lists.
+fn request<'a>(
+    subject: &'a str,
+    lines: &[&'a str],
+    trailers: &[(String, String)],
+) -> (Option<PullRef>, Option<&'a str>, Vec<&'a str>) {
+    let pull = |number, via| Some(PullRef { number, via });
+    if let Some((number, branch)) = github_merge(subject) {
+        return (pull(number, PullVia::GithubMerge), Some(branch), Vec::new());
+    }
+    if let Some((number, branch, reviewers)) = bors(subject) {
+        return (pull(number, PullVia::Bors), branch, reviewers);
+    }
+    let found = gitlab_merge_request(lines, trailers)
+        .map(|n| (n, PullVia::GitlabMerge))
+        .or_else(|| suffix_number(subject, "(#").map(|n| (n, PullVia::GithubSquash)))
+        .or_else(|| suffix_number(subject, "(!").map(|n| (n, PullVia::GitlabSquash)));
+    let pull_request = found.map(|(number, via)| PullRef { number, via });
+    (pull_request, merged_branch(subject), Vec::new())
 }
 
 /// Whether `text` has a `chg-` in any case, which every change id starts with: a cheap test
@@ -205,8 +199,8 @@ fn trailers(lines: &[&str]) -> Vec<(String, String)> {
             continuations = 0;
         }
     }
-    // Continuation lines at the top of the block belong to nothing, and git does not count
-    // them against it either.
+    // Indented lines at the top of the block continue no trailer: they are prose.
+    other_lines += continuations;
     let is_block = trailer_lines > 0
         && (other_lines == 0 || (git_generated && trailer_lines * 3 >= other_lines));
     if !is_block {

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use evidence::git::{first_parent_history, GitError, History, Range};
+use evidence::git::{
+    first_parent_history, for_each_first_parent, GitCommit, GitError, History, Merges, Range,
+};
 use evidence::message::{PullRef, PullVia};
 use evidence::Person;
 use tempfile::TempDir;
@@ -54,7 +56,7 @@ fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A repository under construction with a clock that commits use.
+/// A repository under construction in a temporary directory of its own.
 struct Repo {
     _dir: TempDir,
     path: PathBuf,
@@ -90,6 +92,27 @@ impl Repo {
     fn commit(&self, message: &str, seconds: i64) -> String {
         let date = format!("{seconds} +0000");
         self.commit_at(message, &date, &date)
+    }
+
+    /// `n` commits `c0`..`c{n-1}` on `main`, one second apart, written by `git fast-import`.
+    fn fast_import_linear(&self, n: i64) {
+        let mut stream = String::new();
+        for i in 0..n {
+            let message = format!("c{i}");
+            stream.push_str(&format!(
+                "commit refs/heads/main\ncommitter Tester <t@example.com> {} +0000\n\
+                 data {}\n{message}\n",
+                T0 + i,
+                message.len()
+            ));
+        }
+        let mut child = git_cmd(&self.path)
+            .args(["fast-import", "--quiet"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stream.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
     }
 
     fn git(&self, args: &[&str]) -> String {
@@ -214,6 +237,51 @@ fn a_merge_keeps_its_second_parent_commits_off_the_chain() {
 }
 
 #[test]
+fn a_merge_brought_in_what_its_first_parent_cannot_reach() {
+    let repo = Repo::new();
+    let base = repo.commit("Base", T0);
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    let f1 = repo.commit("Form\n\nCo-authored-by: Dave <dave@example.com>", T0 + 10);
+    repo.git(&["checkout", "-q", "main"]);
+    // Already on main before the merge: reachable from the first parent, so not brought in.
+    repo.git(&["merge", "-q", "--ff-only", "feature"]);
+    repo.git(&["checkout", "-q", "feature"]);
+    let f2 = repo.commit("Handler", T0 + 20);
+    let f3 = repo.commit("Tests", T0 + 30);
+    repo.git(&["checkout", "-q", "main"]);
+    let direct = repo.commit("Direct push", T0 + 40);
+    git(
+        &repo.path,
+        &["merge", "-q", "--no-ff", "-m", "Merge feature", "feature"],
+    );
+
+    let history = repo.history();
+    let mut merges = Merges::open(&repo.path).unwrap();
+    let merge = &history.commits[0];
+    let merged = merges.brought_in(merge).unwrap();
+    let mut got: Vec<String> = merged.commits.iter().map(|c| c.id.clone()).collect();
+    got.sort();
+    let mut want: Vec<String> = repo
+        .git(&["rev-list", &format!("{}..{}", direct, f3)])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let mut both = vec![f2.clone(), f3.clone()];
+    both.sort();
+    assert_eq!(got, both);
+    assert!(!merged.truncated);
+    assert!(!got.contains(&f1) && !got.contains(&base));
+    assert_eq!(merged.commits[0].author.name, "Alice Author");
+
+    // A commit with one parent brought nothing in.
+    let single = &history.commits[1];
+    assert_eq!(single.id, direct);
+    assert!(merges.brought_in(single).unwrap().commits.is_empty());
+}
+
+#[test]
 fn host_conventions_in_subjects_and_trailers() {
     let repo = Repo::new();
     repo.commit("Add login (#13)", T0);
@@ -283,6 +351,58 @@ fn host_conventions_in_subjects_and_trailers() {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     assert_eq!(git_trailers.trim_end().lines().collect::<Vec<_>>(), ours);
+}
+
+#[test]
+fn trailers_are_the_ones_git_interpret_trailers_finds() {
+    let messages = [
+        "Subject\n\nBody\n\nKey: v\nOther-Key: w\n",
+        "Subject\n\nKey: v\n  continued\n",
+        "Subject\n\nnot a trailer\nSigned-off-by: A <a@x>\n",
+        "Subject\n\nfoo\nbar\nbaz\nqux\nAcked-by: B\n",
+        "Subject\n\nfoo\nbar\nSigned-off-by: A\nAcked-by: B\n",
+        "Subject\n\nA: 1\nnot\nnot\nnot\nSigned-off-by: x\n",
+        "Subject\n\nA: 1\nnot\nnot\nnot\nnot\nSigned-off-by: x\n",
+        "Subject\n\n(cherry picked from commit abc)\nSigned-off-by: X\n",
+        "Key: v\n",
+        "Subject\nsecond subject line\n\nKey: v\n",
+        "Subject\n\nhttp://example.com\n",
+        "Subject\n\nKey : v\nKey2\t: w\n",
+        "Subject\n\n# comment\nKey: v\n",
+        "Subject\n\n  indented first\nKey: v\n",
+        "Subject\n\nKey:v\n\n\n",
+        "Subject\n\nKey: v\n---\nOther: x\n",
+        "Subject\n\nFixes #12\n",
+        "Subject\n\nSee merge request group/app!4\n",
+        "Subject\n\nKey: \n  folded\n\tagain\nNext: 1\n",
+        "Subject\n\nno-colon-here\nKey: v\n",
+        "Subject\n\n:leading colon\n",
+    ];
+    for message in messages {
+        let mut child = git_cmd(Path::new("."))
+            .args(["interpret-trailers", "--parse", "--no-divider"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, message.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let expected: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let parsed = evidence::message::parse(message.as_bytes());
+        let ours: Vec<String> = parsed
+            .trailers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        assert_eq!(ours, expected, "{message:?}");
+    }
 }
 
 #[test]
@@ -446,6 +566,62 @@ fn since_and_until_select_what_git_rev_list_selects() {
     );
 }
 
+#[derive(Debug)]
+enum Stop {
+    Enough(usize),
+    Git(GitError),
+}
+
+impl From<GitError> for Stop {
+    fn from(err: GitError) -> Self {
+        Stop::Git(err)
+    }
+}
+
+#[test]
+fn the_streaming_walk_stops_when_the_callback_says_so() {
+    let repo = Repo::new();
+    // More commits than the walk queues up, so that it has to notice it is not wanted.
+    repo.fast_import_linear(3000);
+    let mut seen = Vec::new();
+    let err = for_each_first_parent(&repo.path, "main", &Range::all(), |c| {
+        seen.push(c.message.subject);
+        if seen.len() == 300 {
+            return Err(Stop::Enough(seen.len()));
+        }
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(matches!(err, Stop::Enough(300)), "{err:?}");
+    assert_eq!(seen.first().map(String::as_str), Some("c2999"));
+    assert_eq!(seen.last().map(String::as_str), Some("c2700"));
+
+    let mut count = 0;
+    let tip = for_each_first_parent(&repo.path, "main", &Range::all(), |_| {
+        count += 1;
+        Ok::<(), Stop>(())
+    })
+    .unwrap();
+    assert_eq!(count, 3000);
+    assert_eq!(tip.head, repo.rev("main"));
+    let err = for_each_first_parent(&repo.path, "nope", &Range::all(), |_| Ok::<(), Stop>(()));
+    assert!(matches!(err, Err(Stop::Git(GitError::NoSuchBranch { .. }))));
+}
+
+#[test]
+fn a_commit_serializes_with_its_message_fields_inline() {
+    let repo = Repo::new();
+    repo.commit("Add login (#13)\n\nRefs: CHG-5", T0);
+    let commit = repo.history().commits.remove(0);
+    let json = serde_json::to_value(&commit).unwrap();
+    assert_eq!(json["subject"], "Add login (#13)");
+    assert_eq!(json["pull_request"]["via"], "github_squash");
+    assert_eq!(json["change_ids"][0], "CHG-000005");
+    assert_eq!(json["author_offset"], "+00:00");
+    let back: GitCommit = serde_json::from_value(json).unwrap();
+    assert_eq!(back, commit);
+}
+
 #[test]
 fn a_missing_repository_or_branch_is_named() {
     let dir = TempDir::new().unwrap();
@@ -553,6 +729,29 @@ fn bare_clones_worktrees_and_remote_tracking_branches() {
         h.repository,
         std::fs::canonicalize(&linked).unwrap().to_string_lossy()
     );
+}
+
+#[test]
+fn replace_refs_are_ignored() {
+    let repo = Repo::new();
+    repo.commit("c1", T0);
+    let c2 = repo.commit("c2", T0 + 1);
+    repo.commit("c3", T0 + 2);
+    let tree = repo.rev("HEAD~1^{tree}");
+    let replacement = repo.git(&["commit-tree", "-m", "replacement", &tree]);
+    repo.git(&["replace", &c2, replacement.trim()]);
+    // git itself now shows c2's id with the replacement's content, and no c1.
+    assert_eq!(repo.rev_list(&[]).len(), 2);
+
+    let h = repo.history();
+    let subjects: Vec<&str> = h
+        .commits
+        .iter()
+        .map(|c| c.message.subject.as_str())
+        .collect();
+    assert_eq!(subjects, vec!["c3", "c2", "c1"]);
+    let unreplaced = repo.git(&["--no-replace-objects", "rev-list", "--first-parent", "main"]);
+    assert_eq!(ids(&h), unreplaced.lines().collect::<Vec<_>>());
 }
 
 #[test]

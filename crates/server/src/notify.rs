@@ -24,7 +24,7 @@ use sha2::Sha256;
 use tokio::sync::{mpsc, Notify};
 
 /// The `[notify]` section of the configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     #[serde(default)]
@@ -40,6 +40,20 @@ pub struct NotifyConfig {
 
 fn default_queue_capacity() -> usize {
     10_000
+}
+
+/// What a configuration without a `[notify]` section (or without any file) means: no
+/// targets, and the same queue capacity as an empty section. A derived `Default` would give
+/// a capacity of 0, which the validation refuses, so `serve` could not start without a file.
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhooks: Vec::new(),
+            smtp: None,
+            retry: RetryConfig::default(),
+            queue_capacity: default_queue_capacity(),
+        }
+    }
 }
 
 /// A receiver of HTTP POSTs.

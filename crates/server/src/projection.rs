@@ -3,31 +3,100 @@
 //! continuous reconciliation of production change events. It is rebuilt from the ledger
 //! and brought up to date by reading only the entries appended since the last read, so every
 //! server instance over one database sees the same state.
+//!
+//! Every read sees at least every entry committed before the read was asked for. Concurrent
+//! reads share a catch-up: one that began after a read was asked for serves it too.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use audit::{CommitEvent, ProductionEvent, Rules};
 use domain::{Change, ChangeEvent, Recorded};
 use evidence::{Evidence, PullRequestState};
-use store::{Store, StoreError};
+use store::{Store, StoreError, User};
 
 /// The ledger entry kind of payloads that arrived but could not be read.
 pub const UNPARSEABLE_KIND: &str = "evidence.unparseable";
+
+/// The ledger entry kind of a deployment gate decision.
+pub const GATE_KIND: &str = "gate.decided";
+
+/// The most user lookups remembered; past it the cache starts over. Names come from
+/// requests, so the cache must not grow with whatever a caller sends.
+const USER_CACHE_LIMIT: usize = 1024;
 
 /// What the projection holds.
 #[derive(Default)]
 pub struct State {
     /// The next ledger seq to read.
     next: u64,
+    /// When the last successful catch-up began reading: it saw every entry committed
+    /// before then.
+    fresh_as_of: Option<Instant>,
     pub changes: BTreeMap<String, Change>,
     pub evidence: Vec<Evidence>,
     /// Artifact (lower case) → changes that name it in a deployment approval or an
     /// implementation.
     pub artifacts: HashMap<String, Vec<String>>,
+    /// Users as the store holds them (`None`: no such user), looked up on first use.
+    /// INVARIANT: the store changes a user only together with a ledger entry in the same
+    /// transaction, and every entry the catch-up reads that is not of a kind known to be
+    /// about something else empties this cache. An answer from it is therefore as fresh as
+    /// the catch-up before it: a deactivation committed before a read is seen by that read,
+    /// on this server or any other over the same database.
+    users: RefCell<HashMap<String, Option<User>>>,
+    /// Per change: its version and what the gate concluded from its approvals at that
+    /// version (they depend only on the change and the server's fixed policy).
+    approval_facts: RefCell<HashMap<String, (u64, ApprovalFacts)>>,
+}
+
+/// What the deployment gate concludes from a change's approvals alone. Computing it digests
+/// the change's content once per approval step, so it is kept per change version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalFacts {
+    /// The deployment approvals still cover the change's content.
+    pub deployment_approved: bool,
+    /// The change needs no test, or has a passing test of its current content.
+    pub tested: bool,
 }
 
 impl State {
+    /// A user as the store holds it now (as of this state's catch-up), from the cache when
+    /// no entry since the cached lookup could have changed it.
+    pub fn user(&self, store: &dyn Store, name: &str) -> Result<Option<User>, StoreError> {
+        if let Some(user) = self.users.borrow().get(name) {
+            return Ok(user.clone());
+        }
+        let user = store.user(name)?;
+        let mut users = self.users.borrow_mut();
+        if users.len() >= USER_CACHE_LIMIT {
+            users.clear();
+        }
+        users.insert(name.to_string(), user.clone());
+        Ok(user)
+    }
+
+    /// The approval facts of `change` (a change of this state), computed by `compute` once
+    /// per version of the change.
+    pub fn approval_facts(
+        &self,
+        change: &Change,
+        compute: impl FnOnce(&Change) -> ApprovalFacts,
+    ) -> ApprovalFacts {
+        if let Some((version, facts)) = self.approval_facts.borrow().get(&change.id) {
+            if *version == change.version {
+                return *facts;
+            }
+        }
+        let facts = compute(change);
+        self.approval_facts
+            .borrow_mut()
+            .insert(change.id.clone(), (change.version, facts));
+        facts
+    }
+
     /// The changes whose approval, implementation or linked pull request names this
     /// artifact (a full commit id, an abbreviation of at least 7 hex digits, or a digest).
     pub fn changes_for_artifact(&self, artifact: &str) -> Vec<String> {
@@ -201,10 +270,15 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Reads the entries appended since the last call, then runs `f` on the state.
+    /// Runs `f` on the state once it holds every entry committed before this call: it
+    /// reads the entries appended since the last catch-up, unless a catch-up that began
+    /// after this call was made (by a concurrent read) already did.
     pub fn read<R>(&self, store: &dyn Store, f: impl FnOnce(&State) -> R) -> Result<R, StoreError> {
+        let asked = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        catch_up(&mut state, store)?;
+        if state.fresh_as_of.is_none_or(|t| t <= asked) {
+            catch_up(&mut state, store)?;
+        }
         Ok(f(&state))
     }
 }
@@ -212,21 +286,29 @@ impl Projection {
 fn catch_up(state: &mut State, store: &dyn Store) -> Result<(), StoreError> {
     let mut failure = None;
     let from = state.next;
+    let started = Instant::now();
     store.for_each_indexed(from, &mut |stored, columns| {
-        let interesting =
-            columns.kind.starts_with("change.") || columns.kind.starts_with("evidence.");
-        if interesting {
+        let kind = columns.kind;
+        let about_changes = kind.starts_with("change.") || kind.starts_with("evidence.");
+        if about_changes {
             if let Err(e) = apply(state, stored.bytes) {
                 failure = Some(StoreError::Corrupt(format!("entry {}: {e}", stored.seq)));
                 return false;
             }
+        } else if kind != GATE_KIND {
+            // User events, and kinds this projection does not know: the cached users may
+            // be out of date.
+            state.users.get_mut().clear();
         }
         state.next = stored.seq + 1;
         true
     })?;
     match failure {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => {
+            state.fresh_as_of = Some(started);
+            Ok(())
+        }
     }
 }
 

@@ -402,3 +402,68 @@ async fn gitlab_deliveries_need_the_secret_token(app: TestApp) {
     );
     assert_eq!(app.ledger_size(), size + 1);
 }
+
+/// Notifications leave on arrival of the evidence: an unauthorized deployment and an
+/// approved one each reach a local webhook receiver, signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_and_approved_deployments_are_notified() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let sink = received.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let sig = headers["x-changegate-signature-256"]
+                        .to_str()
+                        .unwrap()
+                        .to_string();
+                    assert_eq!(sig, evidence::signature::sign_github(b"hook-secret", &body));
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    sink.lock()
+                        .unwrap()
+                        .push((headers["x-changegate-event"].to_str().unwrap().into(), v));
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let config: server::notify::NotifyConfig = toml::from_str(&format!(
+        "[[webhooks]]\nurl = \"{url}\"\nsecret = \"hook-secret\"\n"
+    ))
+    .unwrap();
+    let notifier = server::notify::Notifier::start(config).unwrap();
+    let app = support::spawn_with(support::Backend::Sqlite, notifier.clone())
+        .await
+        .unwrap();
+    let id = approved(&app).await;
+    for artifact in [ARTIFACT, "abcdef0123456789abcdef0123456789abcdef01"] {
+        let (status, v) = app
+            .post(
+                "ivan",
+                "/api/v1/deployments",
+                json!({"system": "payments",
+                  "environment": "production", "artifact": artifact, "time": fmt(app.now())}),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    assert!(notifier.flush(std::time::Duration::from_secs(10)).await);
+    let got = received.lock().unwrap().clone();
+    let kinds: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(kinds.contains(&"deployed"), "{got:?}");
+    assert!(kinds.contains(&"unauthorized_change"), "{got:?}");
+    let deployed = got.iter().find(|(k, _)| k == "deployed").unwrap();
+    assert_eq!(deployed.1["change"], id.as_str());
+    assert!(
+        deployed.1["text"].as_str().unwrap().contains(&id),
+        "{:?}",
+        deployed.1
+    );
+    assert_eq!(got.len(), 2, "each event is announced once: {got:?}");
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use audit::{CommitEvent, Inputs, ProductionEvent, Report, UserFacts, Verdict};
+use audit::{CarriedCommit, CommitEvent, Inputs, ProductionEvent, Report, UserFacts, Verdict};
 use evidence::git::{GitCommit, Range};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -93,11 +93,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let history =
         evidence::git::first_parent_history(&args.repo, &args.branch, &Range { since, until })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let events: Vec<ProductionEvent> = history
-        .commits
-        .iter()
-        .map(|c| ProductionEvent::Commit(commit_event(c)))
-        .collect();
+    let mut merges = evidence::git::Merges::open(&args.repo).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut events = Vec::with_capacity(history.commits.len());
+    for c in &history.commits {
+        let mut event = commit_event(c);
+        if c.parents.len() > 1 {
+            let merged = merges.brought_in(c).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if merged.truncated {
+                tracing::warn!(
+                    commit = %c.id,
+                    limit = evidence::git::MERGED_LIMIT,
+                    "merge brought in more commits than are read; the rest are not checked"
+                );
+            }
+            event.carried = merged.commits.iter().map(carried_commit).collect();
+        }
+        events.push(ProductionEvent::Commit(event));
+    }
 
     let (changes, found_evidence, users) = match &args.data {
         Some(dir) => load_records(dir, args.database_url.as_deref())?,
@@ -184,6 +196,16 @@ fn commit_event(c: &GitCommit) -> CommitEvent {
         reverts: m.reverts.clone(),
         carried: Vec::new(),
         lossy: !m.utf8,
+    }
+}
+
+fn carried_commit(c: &GitCommit) -> CarriedCommit {
+    CarriedCommit {
+        id: c.id.clone(),
+        author: c.author.clone(),
+        committer: c.committer.clone(),
+        commit_time: c.commit_time.clone(),
+        co_authors: c.message.co_authors.clone(),
     }
 }
 

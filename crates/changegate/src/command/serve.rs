@@ -75,6 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             notifier.clone(),
         )),
     };
+    if let Err(e) = server::routes::evidence::prime_announcements(&state) {
+        anyhow::bail!("cannot read the evidence recorded so far: {}", e.message);
+    }
     runtime
         .block_on(server::serve(state, listener))
         .with_context(|| format!("cannot serve on `{}`", args.listen))?;

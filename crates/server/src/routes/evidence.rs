@@ -28,7 +28,7 @@ use utoipa::ToSchema;
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
 use crate::notify::{Notification, NotificationKind, Notifier};
-use crate::projection::{Projection, UNPARSEABLE_KIND};
+use crate::projection::{ApprovalFacts, Projection, UNPARSEABLE_KIND};
 use crate::service::ServiceError;
 use crate::AppState;
 
@@ -45,6 +45,8 @@ pub struct EvidenceHub {
     pub settings: EvidenceSettings,
     pub projection: Projection,
     pub notifier: Notifier,
+    /// Reconciliation rows already announced, so that each is notified once per run.
+    announced: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl EvidenceHub {
@@ -53,6 +55,7 @@ impl EvidenceHub {
             settings,
             projection: Projection::default(),
             notifier,
+            announced: Default::default(),
         }
     }
 }
@@ -265,15 +268,33 @@ async fn after_evidence(state: &AppState) {
     notify_new(&state, &report);
 }
 
-/// The rows already notified about, so a row is announced once per server run.
-static ANNOUNCED: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
-    std::sync::Mutex::new(None);
+/// Marks what the ledger already shows as announced, so that a restarted server notifies
+/// only about what arrives after it started.
+pub fn prime_announcements(state: &AppState) -> Result<usize, ApiError> {
+    let report = reconcile_now(state)?;
+    let mut seen = state
+        .evidence
+        .announced
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for row in &report.events {
+        seen.insert(announcement_key(row));
+    }
+    Ok(seen.len())
+}
+
+fn announcement_key(row: &VerdictRow) -> String {
+    format!("{}:{}:{:?}:{}", row.source, row.commit, row.verdict, row.at)
+}
 
 fn notify_new(state: &AppState, report: &audit::Report) {
-    let mut guard = ANNOUNCED.lock().unwrap_or_else(|p| p.into_inner());
-    let seen = guard.get_or_insert_with(Default::default);
+    let mut seen = state
+        .evidence
+        .announced
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     for row in &report.events {
-        let key = format!("{}:{}:{:?}:{}", row.source, row.commit, row.verdict, row.at);
+        let key = announcement_key(row);
         if !seen.insert(key.clone()) {
             continue;
         }
@@ -487,13 +508,23 @@ pub async fn gate(
     let deployer2 = deployer.clone();
     let (change, reasons) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let store = st.service.store.clone();
-        let deployer_user = store.user(&deployer2).map_err(ServiceError::from)?;
         let decided = st
             .evidence
             .projection
             .read(store.as_ref(), |s| {
-                judge_gate(&st, s, &req2, &deployer2, deployer_user.as_ref(), now)
+                // Looked up after the catch-up, so that a deactivation committed before
+                // this request is seen (see `State::user`).
+                let deployer_user = s.user(store.as_ref(), &deployer2)?;
+                Ok::<_, StoreError>(judge_gate(
+                    &st,
+                    s,
+                    &req2,
+                    &deployer2,
+                    deployer_user.as_ref(),
+                    now,
+                ))
             })
+            .and_then(|r| r)
             .map_err(ServiceError::from)?;
         Ok(decided)
     })
@@ -620,7 +651,16 @@ fn judge_gate(
             ),
         ));
     } else {
-        if !domain::decide::requirement_met(change, policy, ActionKind::ApproveDeployment) {
+        let facts = s.approval_facts(change, |c| ApprovalFacts {
+            deployment_approved: domain::decide::requirement_met(
+                c,
+                policy,
+                ActionKind::ApproveDeployment,
+            ),
+            tested: !model.includes(Stage::Tested)
+                || c.valid_approvals(ApprovalStep::Test).next().is_some(),
+        });
+        if !facts.deployment_approved {
             reasons.push(reason(
                 "approval_missing",
                 format!(
@@ -668,9 +708,7 @@ fn judge_gate(
                 format!("`{}` has no approved window", change.id),
             )),
         }
-        if model.includes(Stage::Tested)
-            && change.valid_approvals(ApprovalStep::Test).next().is_none()
-        {
+        if !facts.tested {
             reasons.push(reason(
                 "not_tested",
                 format!("`{}` has no passing test of its current content", change.id),

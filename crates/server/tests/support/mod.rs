@@ -62,6 +62,11 @@ const PEOPLE: &[(&str, &[&str], &[&str], bool)] = &[
 /// Starts a test application, or returns `None` (and says why) when the backend is not
 /// available here.
 pub async fn spawn(backend: Backend) -> Option<TestApp> {
+    spawn_with(backend, server::notify::Notifier::disabled()).await
+}
+
+/// Like [`spawn`], with notifications going where `notifier` sends them.
+pub async fn spawn_with(backend: Backend, notifier: server::notify::Notifier) -> Option<TestApp> {
     let dir = tempfile::tempdir().unwrap();
     let (url, pg) = match backend {
         Backend::Sqlite => (None, None),
@@ -120,7 +125,7 @@ pub async fn spawn(backend: Backend) -> Option<TestApp> {
                 gitlab_webhook_token: Some(GITLAB_TOKEN.into()),
                 rules: audit::Rules::default(),
             },
-            server::notify::Notifier::disabled(),
+            notifier,
         )),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
