@@ -275,12 +275,24 @@ pub fn population_hash<'a>(keys: impl IntoIterator<Item = &'a str>) -> Populatio
     }
 }
 
+/// Who contributed to a production change event.
+struct Contributors {
+    /// Canonical names.
+    people: BTreeSet<String>,
+    /// How each was found, for the evidence text.
+    described: Vec<String>,
+    /// Why the list may be short: the pull request declares more commits than are known.
+    incomplete: Option<String>,
+}
+
 /// Evidence indexed for lookups.
 struct Index<'a> {
     pr_by_sha: HashMap<String, &'a PullRequest>,
     prs_by_number: HashMap<u64, Vec<&'a PullRequest>>,
     reviews: HashMap<(String, u64), Vec<&'a Review>>,
     pushes_by_commit: HashMap<String, Vec<&'a Push>>,
+    /// (repository, full ref) → the pushes to that branch.
+    pushes_by_branch: HashMap<(String, String), Vec<&'a Push>>,
     checks_by_sha: HashMap<String, Vec<&'a Check>>,
     overrides_by_commit: HashMap<String, Vec<&'a ProtectionOverride>>,
     protection_changes: Vec<&'a ProtectionChange>,
@@ -294,6 +306,7 @@ impl<'a> Index<'a> {
             prs_by_number: HashMap::new(),
             reviews: HashMap::new(),
             pushes_by_commit: HashMap::new(),
+            pushes_by_branch: HashMap::new(),
             checks_by_sha: HashMap::new(),
             overrides_by_commit: HashMap::new(),
             protection_changes: Vec::new(),
@@ -320,6 +333,10 @@ impl<'a> Index<'a> {
                     .or_default()
                     .push(r),
                 Evidence::Push(p) => {
+                    ix.pushes_by_branch
+                        .entry((p.repository.clone(), p.git_ref.clone()))
+                        .or_default()
+                        .push(p);
                     for c in &p.commits {
                         ix.pushes_by_commit.entry(c.id.clone()).or_default().push(p);
                     }
@@ -608,15 +625,15 @@ impl<'a, 'b> Ctx<'a, 'b> {
         }
     }
 
-    fn contributors(
-        &self,
-        c: &CommitEvent,
-        pr: Option<&PullRequest>,
-    ) -> (BTreeSet<String>, Vec<String>) {
+    /// Everyone who contributed to `c`: authors, committers, claimed co-authors and pushers
+    /// of the commit, of the commits a merge brought in and of the commits pushed to the pull
+    /// request's branch up to its merge; with how each is known, and, when fewer commits are
+    /// known than the pull request declares, what is missing.
+    fn contributors(&self, c: &CommitEvent, pr: Option<&PullRequest>) -> Contributors {
         let mut people = BTreeSet::new();
         let mut described = Vec::new();
         let mut add = |names: Vec<String>, what: String| {
-            if !names.is_empty() {
+            if !names.is_empty() && !described.contains(&what) {
                 described.push(what);
             }
             people.extend(names);
@@ -652,11 +669,54 @@ impl<'a, 'b> Ctx<'a, 'b> {
         for (p, what) in carried_people {
             add(self.aliases.person(p), format!("{what} {}", p.name));
         }
+        let mut known: BTreeSet<&str> = c.carried.iter().map(|k| k.id.as_str()).collect();
+        let mut incomplete = None;
         if let Some(pr) = pr {
             add(
                 vec![self.aliases.canonical(&pr.author.login)],
                 format!("pull request author {}", pr.author.login),
             );
+            // A branch name can be used again for later work: taking in its pushes from
+            // before this pull request can only add contributors, never hide one.
+            let branch = (pr.repository.clone(), format!("refs/heads/{}", pr.head_ref));
+            let merged = pr.merged_at.as_deref().and_then(instant);
+            for push in self.ix.pushes_by_branch.get(&branch).into_iter().flatten() {
+                let pushed = push.at.as_deref().and_then(instant);
+                if let (Some(pushed), Some(merged)) = (pushed, merged) {
+                    if pushed > merged {
+                        continue;
+                    }
+                }
+                add(
+                    vec![self.aliases.canonical(&push.pusher.login)],
+                    format!("pusher {} to {}", push.pusher.login, pr.head_ref),
+                );
+                for k in &push.commits {
+                    if !known.insert(k.id.as_str()) {
+                        continue;
+                    }
+                    add(
+                        self.aliases.person(&k.author),
+                        format!("author {}", k.author.name),
+                    );
+                    if let Some(committer) = k.committer.as_ref().filter(|p| git_person(p)) {
+                        add(
+                            self.aliases.person(committer),
+                            format!("committer {}", committer.name),
+                        );
+                    }
+                }
+            }
+            if let Some(declared) = pr.commits {
+                let found = known.iter().filter(|id| !same_commit(id, &c.id)).count() as u64;
+                if found < declared {
+                    incomplete = Some(format!(
+                        "pull request #{} declares {declared} commit(s) and {found} are known, so \
+                         not every contributor is known",
+                        pr.number
+                    ));
+                }
+            }
         }
         let mut ids: Vec<&str> = vec![c.id.as_str()];
         ids.extend(c.carried.iter().map(|k| k.id.as_str()));
@@ -669,7 +729,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
             }
         }
         described.dedup();
-        (people, described)
+        Contributors {
+            people,
+            described,
+            incomplete,
+        }
     }
 
     fn commit(
@@ -699,8 +763,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
         }
         self.by_ids(&c.change_ids, &mut link, "change_id");
         self.by_artifact(&c.id, &mut link);
-        let (people, described) = self.contributors(c, pr);
-        self.by_standing(&people.iter().cloned().collect::<Vec<_>>(), &mut link);
+        let contributors = self.contributors(c, pr);
+        let people: Vec<String> = contributors.people.iter().cloned().collect();
+        self.by_standing(&people, &mut link);
         if link.change.is_none() {
             if let Some(reverted) = &c.reverts {
                 let prior = by_commit
@@ -780,7 +845,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             work_started.as_ref().map(|(_, t)| t.as_str()),
         ));
         row.attributes
-            .push(self.reviewed(change, &model, c, pr, &people, &described));
+            .push(self.reviewed(change, &model, c, pr, &contributors));
         row.attributes.push(self.tested(
             change,
             &model,
@@ -990,9 +1055,13 @@ impl<'a, 'b> Ctx<'a, 'b> {
         model: &domain::policy::ChangeModel,
         c: &CommitEvent,
         pr: Option<&PullRequest>,
-        people: &BTreeSet<String>,
-        described: &[String],
+        contributors: &Contributors,
     ) -> Attribute {
+        let Contributors {
+            people,
+            described,
+            incomplete,
+        } = contributors;
         let name = "independent_review";
         if domain::decide::needs_retroactive_approval(change) {
             return attr(
@@ -1111,10 +1180,20 @@ impl<'a, 'b> Ctx<'a, 'b> {
             text.push_str("; ");
             text.push_str(&excluded.join("; "));
         }
-        if counted.len() >= required {
+        if let Some(missing) = incomplete {
+            text.push_str("; ");
+            text.push_str(missing);
+        }
+        if counted.len() >= required && incomplete.is_none() {
             attr(name, AttributeResult::Pass, text)
         } else {
-            let mut all = vec!["no_independent_review"];
+            let mut all = vec![];
+            if counted.len() < required {
+                all.push("no_independent_review");
+            }
+            if incomplete.is_some() {
+                all.push("contributors_incomplete");
+            }
             all.extend(codes);
             fail(
                 name,

@@ -1102,3 +1102,234 @@ fn population_hash_equals_the_hash_of_the_rev_list_output() {
     assert_eq!(r.population.count, 2);
     assert_eq!(r.summary.unauthorized, 2);
 }
+
+/// A change whose only changegate peer review was given before the work it is judged on,
+/// so that only approvals on the code host can make the review pass.
+fn stale_reviewed(w: &World, id: &str) -> Change {
+    reviewed_change(&w.policy, id, "2026-03-02T08:00:00Z")
+}
+
+fn pr_with(
+    number: u64,
+    author: &str,
+    title: &str,
+    edit: impl FnOnce(&mut PullRequest),
+) -> Evidence {
+    let mut e = pr(
+        number,
+        author,
+        title,
+        &format!("h{number}"),
+        &format!("m{number}"),
+    );
+    if let Evidence::PullRequest(p) = &mut e {
+        edit(p);
+    }
+    e
+}
+
+fn merge_commit(number: u64, author: &str, carried_commits: Vec<CarriedCommit>) -> CommitEvent {
+    let mut m = merge_of(
+        &format!("m{number}"),
+        author,
+        &format!("Merge pull request #{number} from {author}/work"),
+        carried_commits,
+    );
+    m.pull_request = Some(number);
+    m
+}
+
+#[test]
+fn br13_labels_are_not_approvals() {
+    let mut w = World::new();
+    w.add(stale_reviewed(&w, "CHG-000001"));
+    w.evidence
+        .push(pr_with(141, "alice", "CHG-000001 Refund fix", |p| {
+            p.labels = vec!["approved".into(), "lgtm".into()];
+            p.merged_by = Some(login("merge-bot[bot]"));
+        }));
+    let merge = merge_commit(
+        141,
+        "alice",
+        vec![carried("h141", "alice", "2026-03-03T10:00:00Z")],
+    );
+    let r = w.run(vec![ProductionEvent::Commit(merge)]);
+    let row = &r.events[0];
+    assert_eq!(row.change.as_deref(), Some("CHG-000001"));
+    assert_eq!(
+        (row.verdict, row.exceptions.clone()),
+        (
+            Verdict::Exception,
+            codes(&["no_independent_review", "stale_approval"])
+        ),
+        "{row:#?}"
+    );
+    let review = row
+        .attributes
+        .iter()
+        .find(|a| a.name == "independent_review")
+        .unwrap();
+    assert!(
+        review.evidence.starts_with("0 independent approval(s)"),
+        "{}",
+        review.evidence
+    );
+}
+
+#[test]
+fn br18_production_is_recognized_by_its_tier_not_its_exact_name() {
+    let rules = Rules::default();
+    for env in [
+        "production",
+        "prod",
+        "Prod",
+        "prod-eu",
+        "production-us-east",
+        " live ",
+    ] {
+        assert!(rules.is_production(env), "{env}");
+    }
+    for env in ["staging", "preprod", "dev", "production2", "qa-prod"] {
+        assert!(!rules.is_production(env), "{env}");
+    }
+    // A deployment to an environment the platform created on first reference, with no
+    // approval gate and no change behind it.
+    let w = World::new();
+    let mut d = deployment("180180180180", "gina", "2026-07-28T11:02:00Z");
+    if let ProductionEvent::Deployment(d) = &mut d {
+        d.environment = "prod".into();
+    }
+    let (v, e, ch) = w.one(d);
+    assert_eq!(
+        (v, e, ch),
+        (Verdict::Unauthorized, codes(&["no_change_record"]), None)
+    );
+}
+
+#[test]
+fn br19_a_pull_request_merged_through_another_has_no_event_of_its_own() {
+    let mut w = World::new();
+    w.rules.required_approvals = 2;
+    w.add(stale_reviewed(&w, "CHG-000001"));
+    // 190 was closed as merged because 191 carried its commits: no merge commit of its own.
+    w.evidence
+        .push(pr_with(190, "alice", "CHG-000001 Part one", |p| {
+            p.merge_commit_sha = None;
+        }));
+    w.evidence
+        .push(pr_with(191, "bob", "CHG-000001 Parts one and two", |p| {
+            p.merged_by = Some(login("bob"));
+        }));
+    for who in ["carol", "dave"] {
+        w.evidence.push(review(
+            191,
+            who,
+            ReviewState::Approved,
+            "h191",
+            "2026-03-05T10:00:00Z",
+        ));
+    }
+    let merge = merge_commit(
+        191,
+        "bob",
+        vec![
+            carried("h191", "bob", "2026-03-04T10:00:00Z"),
+            carried("c2", "alice", "2026-03-03T11:00:00Z"),
+            carried("c1", "alice", "2026-03-03T10:00:00Z"),
+        ],
+    );
+    let r = w.run(vec![ProductionEvent::Commit(merge.clone())]);
+    assert_eq!(
+        r.summary.events, 1,
+        "only what reached the branch is an event"
+    );
+    let row = &r.events[0];
+    assert_eq!(
+        (row.verdict, row.exceptions.clone()),
+        (Verdict::Ok, vec![]),
+        "{row:#?}"
+    );
+    let review_text = &row
+        .attributes
+        .iter()
+        .find(|a| a.name == "independent_review")
+        .unwrap()
+        .evidence;
+    assert!(review_text.contains("author alice"), "{review_text}");
+
+    // Had alice approved 191 in dave's place, she would not count: she wrote c1 and c2.
+    w.evidence
+        .retain(|e| !matches!(e, Evidence::Review(r) if r.reviewer.login == "dave"));
+    w.evidence.push(review(
+        191,
+        "alice",
+        ReviewState::Approved,
+        "h191",
+        "2026-03-05T10:00:00Z",
+    ));
+    let (v, e, _) = w.one(ProductionEvent::Commit(merge));
+    assert_eq!(
+        (v, e),
+        (
+            Verdict::Exception,
+            codes(&[
+                "no_independent_review",
+                "approved_by_contributor",
+                "stale_approval"
+            ])
+        )
+    );
+}
+
+#[test]
+fn br22_a_pull_request_with_more_commits_than_are_known_never_passes_review() {
+    let mut w = World::new();
+    w.add(stale_reviewed(&w, "CHG-000001"));
+    w.evidence
+        .push(pr_with(210, "alice", "CHG-000001 Big refactor", |p| {
+            p.commits = Some(300);
+        }));
+    w.evidence.push(review(
+        210,
+        "bob",
+        ReviewState::Approved,
+        "h210",
+        "2026-03-05T10:00:00Z",
+    ));
+    // What a capped listing returns: the first 250 commits, all alice's.
+    let listed: Vec<CarriedCommit> = (0..250)
+        .map(|i| carried(&format!("a{i:03}"), "alice", "2026-03-03T10:00:00Z"))
+        .collect();
+    let (v, e, _) = w.one(ProductionEvent::Commit(merge_commit(
+        210,
+        "alice",
+        listed.clone(),
+    )));
+    assert_eq!(
+        (v, e),
+        (
+            Verdict::Exception,
+            codes(&["contributors_incomplete", "stale_approval"])
+        ),
+        "bob's approval counts among what is known (carol's is stale), but the list is short"
+    );
+
+    // The full list shows bob wrote commit 271: his approval does not count.
+    let mut full = listed;
+    full.extend((250..300).map(|i| {
+        let who = if i == 270 { "bob" } else { "alice" };
+        carried(&format!("a{i:03}"), who, "2026-03-03T10:00:00Z")
+    }));
+    let (v, e, _) = w.one(ProductionEvent::Commit(merge_commit(210, "alice", full)));
+    assert_eq!(
+        (v, e),
+        (
+            Verdict::Exception,
+            codes(&[
+                "no_independent_review",
+                "approved_by_contributor",
+                "stale_approval"
+            ])
+        )
+    );
+}

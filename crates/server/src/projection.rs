@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use audit::{CommitEvent, ProductionEvent, Rules};
+use audit::{CarriedCommit, CommitEvent, ProductionEvent, Rules};
 use domain::{Change, ChangeEvent, Recorded};
 use evidence::{Evidence, PullRequestState};
 use store::{Store, StoreError, User};
@@ -157,6 +157,30 @@ impl State {
                 _ => None,
             })
             .collect();
+        // The commits a merge brought in, as the push of the merge to a protected branch
+        // lists them besides the merge commit itself.
+        let mut brought_in: HashMap<&str, Vec<CarriedCommit>> = HashMap::new();
+        for e in &self.evidence {
+            if let Evidence::Push(p) = e {
+                if !merges.contains_key(p.after.as_str()) {
+                    continue;
+                }
+                let list = brought_in.entry(p.after.as_str()).or_default();
+                for c in p.commits.iter().filter(|c| c.id != p.after) {
+                    if list.iter().any(|k| k.id == c.id) {
+                        continue;
+                    }
+                    list.push(CarriedCommit {
+                        id: c.id.clone(),
+                        author: c.author.clone(),
+                        committer: c.committer.clone().unwrap_or_else(|| c.author.clone()),
+                        commit_time: c.at.clone().or_else(|| p.at.clone()).unwrap_or_default(),
+                        co_authors: vec![],
+                    });
+                }
+            }
+        }
+        let carried = |sha: &str| brought_in.get(sha).cloned().unwrap_or_default();
         let mut events: Vec<(String, ProductionEvent)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for e in &self.evidence {
@@ -192,7 +216,7 @@ impl State {
                                 change_ids: evidence::change_ids(&c.subject),
                                 co_authors: vec![],
                                 reverts: None,
-                                carried: vec![],
+                                carried: carried(&c.id),
                                 lossy: false,
                             }),
                         ));
@@ -230,7 +254,7 @@ impl State {
                             change_ids: evidence::change_ids(&pr.title),
                             co_authors: vec![],
                             reverts: None,
-                            carried: vec![],
+                            carried: carried(sha),
                             lossy: false,
                         }),
                     ));
