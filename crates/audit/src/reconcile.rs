@@ -209,6 +209,9 @@ pub struct VerdictRow {
     pub exceptions: Vec<String>,
     /// `commit` or `deployment`.
     pub source: String,
+    /// For a deployment: its system and id, `payments/run-8812`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     pub at: String,
     pub subject: String,
     pub author: String,
@@ -382,27 +385,20 @@ impl<'a> Index<'a> {
     }
 }
 
-/// Whether two commit references name the same commit (full ids, or an abbreviation of at
-/// least seven hex digits).
+/// Whether two references name the same commit or artifact: equal, in any case. An
+/// abbreviation is not taken to name a longer id: a commit whose id starts with given digits
+/// can be made at will.
 fn same_commit(a: &str, b: &str) -> bool {
-    let (a, b) = (a.trim().to_lowercase(), b.trim().to_lowercase());
-    if a.is_empty() || b.is_empty() {
-        return false;
-    }
-    let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
-    if a == b {
-        return true;
-    }
-    let (short, long) = if a.len() <= b.len() {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
-    short.len() >= 7 && hex(short) && hex(long) && long.starts_with(short.as_str())
+    let (a, b) = (a.trim(), b.trim());
+    !a.is_empty() && a.eq_ignore_ascii_case(b)
 }
 
+/// An instant to the whole second. Git and most pipelines record whole seconds while
+/// changegate records fractions, so every comparison is made at the coarser resolution:
+/// within one second, neither can be shown to come first, and no exception is raised on it.
 fn instant(s: &str) -> Option<OffsetDateTime> {
-    parse_instant("time", s).ok()
+    let t = parse_instant("time", s).ok()?;
+    t.replace_nanosecond(0).ok()
 }
 
 /// Runs the reconciliation.
@@ -794,6 +790,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             verdict: Verdict::Ok,
             exceptions: Vec::new(),
             source: "commit".into(),
+            deployment: None,
             at: c.commit_time.clone(),
             subject: c.subject.clone(),
             author: c.author.name.clone(),
@@ -905,6 +902,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             verdict: Verdict::Ok,
             exceptions: Vec::new(),
             source: "deployment".into(),
+            deployment: Some(format!("{}/{}", d.system, d.id)),
             at: d.at.clone(),
             subject: d
                 .description
@@ -946,6 +944,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
             .policy
             .model(change.change_type, change.category, change.testable);
         let at = instant(&d.at);
+        if let Some(a) = system_covered(change, d) {
+            row.attributes.push(a);
+        }
         row.attributes
             .push(self.tested(change, &model, &[Some(d.artifact.as_str())]));
         if let Some(a) = self.emergency(change, at) {
@@ -1482,6 +1483,33 @@ impl<'a, 'b> Ctx<'a, 'b> {
             format!("deployed by {}, who may implement", d.actor.login),
         )
     }
+}
+
+/// Whether the change covers the system a pipeline says it deployed. Code hosts name a
+/// repository, not a system, so their deployments are not judged on it.
+fn system_covered(change: &Change, d: &Deployment) -> Option<Attribute> {
+    if d.host != evidence::Host::Pipeline || change.systems.is_empty() {
+        return None;
+    }
+    let name = "system_covered";
+    Some(if change.systems.iter().any(|s| s == &d.system) {
+        attr(
+            name,
+            AttributeResult::Pass,
+            format!("`{}` covers `{}`", change.id, d.system),
+        )
+    } else {
+        fail(
+            name,
+            "system_not_covered",
+            format!(
+                "`{}` covers {}, not `{}`",
+                change.id,
+                change.systems.join(", "),
+                d.system
+            ),
+        )
+    })
 }
 
 fn attr(name: &str, result: AttributeResult, evidence: impl Into<String>) -> Attribute {

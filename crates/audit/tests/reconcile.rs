@@ -1333,3 +1333,43 @@ fn br22_a_pull_request_with_more_commits_than_are_known_never_passes_review() {
         )
     );
 }
+
+#[test]
+fn within_one_second_neither_comes_first() {
+    // The approval carries a fraction of a second; the pipeline reports whole seconds.
+    let mut w = World::new();
+    w.add(deployable(
+        &w,
+        "CHG-000001",
+        "2026-03-02T12:00:00.700Z",
+        ("2026-03-02T11:00:00Z", "2026-03-03T02:00:00Z"),
+    ));
+    let same_second = w.one(deployment("4f1c2a9e0b7d", "gina", "2026-03-02T12:00:00Z"));
+    assert_eq!(same_second, (Verdict::Ok, vec![], Some("CHG-000001".into())));
+    let a_second_before = w.one(deployment("4f1c2a9e0b7d", "gina", "2026-03-02T11:59:59Z"));
+    assert_eq!(
+        (a_second_before.0, a_second_before.1),
+        (Verdict::Exception, codes(&["deployed_before_approval"]))
+    );
+}
+
+#[test]
+fn an_abbreviated_or_extended_artifact_is_another_artifact() {
+    let mut w = World::new();
+    w.add(deployable(
+        &w,
+        "CHG-000001",
+        "2026-03-02T12:00:00Z",
+        ("2026-03-02T22:00:00Z", "2026-03-03T02:00:00Z"),
+    ));
+    for other in ["4f1c2a9", "4f1c2a9e0b7d00ff"] {
+        let (v, e, ch) = w.one(deployment(other, "gina", "2026-03-02T23:00:00Z"));
+        assert_eq!(
+            (v, e, ch),
+            (Verdict::Unauthorized, codes(&["no_change_record"]), None),
+            "{other}"
+        );
+    }
+    let (v, _, ch) = w.one(deployment("4F1C2A9E0B7D", "gina", "2026-03-02T23:00:00Z"));
+    assert_eq!((v, ch.as_deref()), (Verdict::Ok, Some("CHG-000001")));
+}

@@ -54,6 +54,17 @@ pub fn load(path: Option<&Path>, data_dir: &Path) -> anyhow::Result<(Config, Opt
     if config.reconcile.required_approvals == 0 {
         anyhow::bail!("`reconcile.required_approvals` must be at least 1");
     }
+    let environments = &config.reconcile.production_environments;
+    if environments
+        .iter()
+        .all(|e| e.trim().trim_end_matches('*').is_empty())
+    {
+        anyhow::bail!(
+            "`reconcile.production_environments` must name at least one environment: with none, \
+             no deployment would be production and the gate would let everything through"
+        );
+    }
+    server::notify::validate(&config.notify).context("in the [notify] configuration")?;
     Ok((config, chosen))
 }
 
@@ -74,6 +85,27 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("required_aprovals"), "{text}");
         assert!(text.contains("c.toml"), "{text}");
+    }
+
+    #[test]
+    fn settings_that_would_switch_checks_off_or_fail_later_are_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        for (text, named) in [
+            (
+                "[reconcile]\nproduction_environments = []\n",
+                "production_environments",
+            ),
+            (
+                "[reconcile]\nproduction_environments = [\" \", \"*\"]\n",
+                "production_environments",
+            ),
+            ("[[notify.webhooks]]\nurl = \"not a url\"\n", "notify"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = format!("{:#}", load(Some(&file), dir.path()).unwrap_err());
+            assert!(err.contains(named), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -167,9 +167,8 @@ fn check_systems(systems: &[String]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Refuses control characters and text that is nothing but invisible characters, which
-/// would make a record unreadable or spoof another one in a listing.
-/// An artifact is a commit id or an image digest: one token of printable characters.
+/// An artifact is a commit id, an image digest or a release name: one token of printable
+/// characters.
 fn check_artifact(artifact: &str) -> Result<(), Refusal> {
     let a = artifact.trim();
     if a.is_empty() || a.len() > 200 || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -181,6 +180,8 @@ fn check_artifact(artifact: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Refuses control characters and text that is nothing but invisible characters, which
+/// would make a record unreadable or spoof another one in a listing.
 fn check_text(field: &str, value: &str) -> Result<(), Refusal> {
     if value.chars().any(char::is_control) {
         return Err(invalid(
@@ -436,6 +437,7 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
         Action::Implement(i) => {
             non_empty("environment", &i.environment)?;
             non_empty("artifact", &i.artifact)?;
+            check_artifact(&i.artifact)?;
             let emergency = change.change_type == ChangeType::Emergency;
             if change.stage == Stage::ApprovedForDeployment {
                 let satisfied = requirement_met(change, ctx.policy, ActionKind::ApproveDeployment);
@@ -452,7 +454,7 @@ pub fn decide(change: &Change, action: &Action, ctx: &Context<'_>) -> Result<Cha
                     ));
                 }
                 if let Some(approved) = &change.approved_artifact {
-                    if approved != i.artifact.trim() {
+                    if !approved.eq_ignore_ascii_case(i.artifact.trim()) {
                         return Err(conflict(
                             "artifact_not_approved",
                             format!(

@@ -26,7 +26,9 @@ const DEPLOYMENT_FIELDS: [&str; 9] = [
     "actor",
 ];
 
-const GATE_FIELDS: [&str; 5] = ["system", "environment", "artifact", "actor", "time"];
+/// A gate request has no time: the gate judges the moment it is asked, so that no request
+/// can pick a moment inside a window.
+const GATE_FIELDS: [&str; 4] = ["system", "environment", "artifact", "actor"];
 
 /// Deployment statuses a pipeline may report.
 pub const STATUSES: [&str; 7] = [
@@ -49,8 +51,6 @@ pub struct GateRequest {
     pub artifact: String,
     /// Who asks, when the body names them; the server decides what that may mean.
     pub actor: Option<String>,
-    /// When the deployment would happen, RFC 3339 UTC; absent means now.
-    pub time: Option<String>,
 }
 
 /// Reads a deployment report:
@@ -127,7 +127,6 @@ pub fn parse_gate_request(body: &[u8]) -> Result<GateRequest, ParseError> {
         environment: required(&root, "environment")?,
         artifact: artifact(&root)?,
         actor: text(&root, "actor")?,
-        time: time(&root)?,
     })
 }
 
@@ -213,26 +212,36 @@ fn time(root: &Node) -> Result<Option<String>, ParseError> {
     }
 }
 
+/// What the lifecycle accepts as an artifact, so that whatever a change was approved or
+/// implemented with can be asked about: a commit id (7 to 64 hex digits) or an image digest
+/// (`sha256:` and 64 hex digits), both in lower case; or any other single token of printable
+/// characters (a release name, `billing-api-certs@2026.1`), kept as given. Artifacts match
+/// only when equal, ignoring case.
 fn artifact(root: &Node) -> Result<String, ParseError> {
     let value = required(root, "artifact")?;
     let node = root.req("artifact")?;
-    match value.strip_prefix("sha256:") {
-        Some(digest) if digest.len() == 64 && is_hex(digest) => Ok(value.to_ascii_lowercase()),
-        Some(_) => Err(node.error(format!(
-            "`{value}` is not an image digest (`sha256:` and 64 hex digits)"
-        ))),
-        None => commit_id(&node, &value),
+    if let Some(digest) = value.strip_prefix("sha256:") {
+        if digest.len() == 64 && is_hex(digest) {
+            return Ok(value.to_ascii_lowercase());
+        }
     }
+    if (7..=64).contains(&value.len()) && is_hex(&value) {
+        return Ok(value.to_ascii_lowercase());
+    }
+    if value.len() > 200 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(node.error(format!(
+            "`{value}` is not an artifact: a commit id, an image digest or another single \
+             token of at most 200 printable characters"
+        )));
+    }
+    Ok(value)
 }
 
 fn commit_id(node: &Node, value: &str) -> Result<String, ParseError> {
     if (7..=64).contains(&value.len()) && is_hex(value) {
         Ok(value.to_ascii_lowercase())
     } else {
-        Err(node.error(format!(
-            "`{value}` is neither a commit id (7 to 64 hex digits) nor an image digest \
-             (`sha256:` and 64 hex digits)"
-        )))
+        Err(node.error(format!("`{value}` is not a commit id (7 to 64 hex digits)")))
     }
 }
 

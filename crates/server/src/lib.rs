@@ -92,6 +92,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The largest webhook body taken: GitHub caps its deliveries at 25 MB, and a push or a
+/// pull request with many commits can come near it. Other endpoints take at most 1 MiB.
+pub const WEBHOOK_BODY_LIMIT: usize = 25 * 1024 * 1024;
+
+fn webhook_body_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)
+}
+
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -109,8 +117,14 @@ pub fn router(state: AppState) -> Router {
             get(routes::ledger::consistency),
         )
         .route("/ledger/entries/:seq", get(routes::ledger::entry))
-        .route("/webhooks/github", post(routes::evidence::github))
-        .route("/webhooks/gitlab", post(routes::evidence::gitlab))
+        .route(
+            "/webhooks/github",
+            post(routes::evidence::github).layer(webhook_body_limit()),
+        )
+        .route(
+            "/webhooks/gitlab",
+            post(routes::evidence::gitlab).layer(webhook_body_limit()),
+        )
         .route("/deployments", post(routes::evidence::report_deployment))
         .route(
             "/deployments/:id/release-notes",

@@ -390,7 +390,9 @@ impl Notifier {
     }
 }
 
-fn validate(config: &NotifyConfig) -> Result<(), NotifyError> {
+/// Checks a `[notify]` section without starting anything, so that a bad one stops a start
+/// before it writes.
+pub fn validate(config: &NotifyConfig) -> Result<(), NotifyError> {
     for (i, w) in config.webhooks.iter().enumerate() {
         let field = format!("notify.webhooks[{i}].url");
         let url = reqwest::Url::parse(&w.url)

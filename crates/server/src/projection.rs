@@ -97,9 +97,10 @@ impl State {
         facts
     }
 
-    /// The changes whose approval, implementation or linked pull request names this
-    /// artifact (a full commit id, an abbreviation of at least 7 hex digits, or a digest).
-    pub fn changes_for_artifact(&self, artifact: &str) -> Vec<String> {
+    /// The changes whose approval, implementation or linked pull request names exactly this
+    /// artifact (a commit id or a digest, in any case), and those named by the message of a
+    /// commit with this id pushed to one of the `protected` branches.
+    pub fn changes_for_artifact(&self, artifact: &str, protected: &[String]) -> Vec<String> {
         let a = artifact.trim().to_lowercase();
         let mut out: Vec<String> = Vec::new();
         let mut add = |id: &String| {
@@ -107,10 +108,8 @@ impl State {
                 out.push(id.clone());
             }
         };
-        for (k, ids) in &self.artifacts {
-            if same_ref(k, &a) {
-                ids.iter().for_each(&mut add);
-            }
+        if let Some(ids) = self.artifacts.get(&a) {
+            ids.iter().for_each(&mut add);
         }
         for e in &self.evidence {
             if let Evidence::PullRequest(pr) = e {
@@ -122,6 +121,22 @@ impl State {
                     let mut ids = evidence::change_ids(&pr.title);
                     ids.extend(evidence::change_ids(&pr.head_ref));
                     ids.iter()
+                        .filter(|id| self.changes.contains_key(*id))
+                        .for_each(&mut add);
+                }
+            }
+            if let Evidence::Push(p) = e {
+                let branch = p.git_ref.strip_prefix("refs/heads/").unwrap_or("");
+                if p.deleted || !protected.iter().any(|b| b == branch) {
+                    continue;
+                }
+                for c in p
+                    .commits
+                    .iter()
+                    .filter(|c| same_ref(&c.id.to_lowercase(), &a))
+                {
+                    evidence::change_ids(&c.subject)
+                        .iter()
                         .filter(|id| self.changes.contains_key(*id))
                         .for_each(&mut add);
                 }
@@ -383,13 +398,9 @@ fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether two lower-case references name the same artifact: equal, or one a commit id
-/// abbreviation (7+ hex digits) of the other.
+/// Whether two lower-case references name the same artifact: only when they are equal. An
+/// abbreviated commit id is not taken to name a longer one, since a commit whose id starts
+/// with given digits can be made at will (seven hex digits take about 2^28 tries).
 pub fn same_ref(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    let hex = |s: &str| s.chars().all(|c| c.is_ascii_hexdigit());
-    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    short.len() >= 7 && hex(short) && hex(long) && long.starts_with(short)
+    !a.is_empty() && a == b
 }

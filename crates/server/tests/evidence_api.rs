@@ -17,6 +17,7 @@ on_every_backend!(
     github_deliveries_must_be_signed_and_count_once,
     a_real_unreviewed_merge_shows_up_as_unauthorized,
     gitlab_deliveries_need_the_secret_token,
+    an_emergency_fix_pushed_to_the_branch_passes_the_gate_pending_approval,
 );
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -72,18 +73,24 @@ async fn the_gate_allows_only_the_approved_artifact_by_an_authorized_deployer_in
     assert_eq!(v["decision"], "allow", "{v}");
     assert_eq!(v["change"], id.as_str());
     assert_eq!(codes(&v), vec!["approved"]);
-    // An abbreviated commit id names the same artifact.
+    // Only the very artifact: not an abbreviation of it, nor a longer id that starts with
+    // it (a commit whose id starts with given digits can be made at will).
     let v = gate(&app, "ci", ask(&ARTIFACT[..12], "production")).await;
-    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
+    let longer = format!("{ARTIFACT}{}", &ARTIFACT[..24]);
+    let v = gate(&app, "ci", ask(&longer, "production")).await;
+    assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
+    let v = gate(&app, "ci", ask(&ARTIFACT.to_uppercase(), "production")).await;
+    assert_eq!(v["decision"], "allow", "case does not matter: {v}");
     // Every decision is recorded, allow or deny.
-    assert_eq!(app.ledger_size(), before + 2);
+    assert_eq!(app.ledger_size(), before + 4);
     let (_, entry) = app
         .get("olivia", &format!("/api/v1/ledger/entries/{}", v["seq"]))
         .await;
     let recorded: Value = serde_json::from_str(entry["canonical"].as_str().unwrap()).unwrap();
     assert_eq!(recorded["kind"], "gate.decided", "{entry}");
     assert_eq!(recorded["payload"]["decision"], "allow");
-    assert_eq!(recorded["payload"]["request"]["artifact"], &ARTIFACT[..12]);
+    assert_eq!(recorded["payload"]["request"]["artifact"], ARTIFACT);
 
     let v = gate(&app, "ci", ask("9999999aaaaaaa", "production")).await;
     assert_eq!(
@@ -112,6 +119,22 @@ async fn the_gate_allows_only_the_approved_artifact_by_an_authorized_deployer_in
     )
     .await;
     assert_eq!(v["decision"], "allow", "{v}");
+    // A person asks only for themselves: naming someone else is refused, and recorded nowhere.
+    let size = app.ledger_size();
+    let (status, v) = app
+        .post(
+            "bob",
+            "/api/v1/gate",
+            json!({"system": "payments", "environment": "production", "artifact": ARTIFACT,
+                   "actor": "ivan"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("actor_not_token_owner")),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), size);
 
     // Another system than the change covers.
     let v = gate(
@@ -170,10 +193,44 @@ async fn deployments_are_recorded_once_and_reconciled_on_arrival(app: TestApp) {
     let seq = v["seq"].clone();
     let size = app.ledger_size();
     // The same report again: recognized, nothing written.
-    let (status, v) = app.post("ivan", "/api/v1/deployments", body).await;
+    let (status, v) = app.post("ivan", "/api/v1/deployments", body.clone()).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["seq"], seq);
     assert_eq!(app.ledger_size(), size);
+    // Another deployment under an id already taken is refused, not mistaken for a repeat.
+    let mut other = body.clone();
+    other["artifact"] = json!("e000000000000000000000000000000000000009");
+    let (status, v) = app.post("ci", "/api/v1/deployments", other).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("deployment_id_conflict")),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), size);
+    // Only pipelines and people who may deploy report deployments.
+    let mut by_requester = body.clone();
+    by_requester["id"] = json!("run-1");
+    let (status, v) = app.post("alice", "/api/v1/deployments", by_requester).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("not_a_deployer")),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), size);
+    // The same artifact at the same second to a system the change does not cover: the answer
+    // is this deployment's own verdict.
+    let mut elsewhere = body.clone();
+    elsewhere["id"] = json!("run-8813");
+    elsewhere["system"] = json!("ledger");
+    let (status, v) = app.post("ci", "/api/v1/deployments", elsewhere).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["verdict"]["deployment"], "ledger/run-8813", "{v}");
+    assert_eq!(
+        v["verdict"]["exceptions"],
+        json!(["system_not_covered"]),
+        "{v}"
+    );
+    let size = app.ledger_size();
 
     // A time with no zone is refused, never taken for UTC.
     let (status, v) = app
@@ -210,7 +267,10 @@ async fn deployments_are_recorded_once_and_reconciled_on_arrival(app: TestApp) {
             .any(|r| r["commit"] == rogue && r["verdict"] == "unauthorized"),
         "{list}"
     );
-    assert!(!rows.iter().any(|r| r["commit"] == ARTIFACT), "{list}");
+    assert!(
+        !rows.iter().any(|r| r["deployment"] == "payments/run-8812"),
+        "{list}"
+    );
 }
 
 async fn release_notes_list_the_changes_a_deployment_carried(app: TestApp) {
@@ -321,16 +381,31 @@ async fn github_deliveries_must_be_signed_and_count_once(app: TestApp) {
     );
     assert_eq!(app.ledger_size(), after + 1);
 
-    // Truncated JSON is the sender's error: 400, nothing stored.
+    // Truncated JSON that carries a valid signature was sent by GitHub: kept as unparseable
+    // with the reason, never dropped.
     let cut = &fixture("reallyfastci-capture/webhook-pr-close.json")[..200];
     let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), cut);
     let (status, v) = deliver_github(&app, "pull_request", "d-3", cut, Some(sig)).await;
     assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (400, Some("invalid_json")),
+        (status, v["status"].as_str()),
+        (202, Some("unparseable")),
         "{v}"
     );
-    assert_eq!(app.ledger_size(), after + 1);
+    assert!(v["reason"].as_str().unwrap().contains("JSON"), "{v}");
+    assert_eq!(app.ledger_size(), after + 2);
+
+    // A delivery larger than the 1 MiB other endpoints take (GitHub sends up to 25 MB).
+    let mut big = serde_json::from_slice::<Value>(&body).unwrap();
+    big["pull_request"]["body"] = json!("x".repeat(3 * 1024 * 1024));
+    let big = serde_json::to_vec(&big).unwrap();
+    let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), &big);
+    let (status, v) = deliver_github(&app, "pull_request", "d-4", &big, Some(sig)).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (202, Some("recorded")),
+        "{v}"
+    );
+    assert_eq!(app.ledger_size(), after + 3);
 }
 
 async fn a_real_unreviewed_merge_shows_up_as_unauthorized(app: TestApp) {
@@ -466,4 +541,51 @@ async fn unauthorized_and_approved_deployments_are_notified() {
         deployed.1
     );
     assert_eq!(got.len(), 2, "each event is announced once: {got:?}");
+}
+
+async fn an_emergency_fix_pushed_to_the_branch_passes_the_gate_pending_approval(app: TestApp) {
+    let (status, v) = app
+        .post(
+            "alice",
+            "/api/v1/changes",
+            json!({"title": "Stop the refund loop", "description": "INC-9 refunds repeat",
+                   "type": "emergency", "category": "application", "systems": ["payments"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let fix = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
+    let ask = json!({"system": "payments", "environment": "production", "artifact": fix});
+    // Before anything names the fix, the gate cannot know it.
+    let v = gate(&app, "ci", ask.clone()).await;
+    assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
+
+    // The fix reaches the protected branch with the change id in its message.
+    let mut push: Value =
+        serde_json::from_slice(&fixture("reallyfastci-capture/webhook-push-to-master.json"))
+            .unwrap();
+    push["after"] = json!(fix);
+    let commit = &mut push["commits"][0];
+    commit["id"] = json!(fix);
+    commit["message"] = json!(format!("{id}: stop the refund loop"));
+    push["commits"] = json!([push["commits"][0].clone()]);
+    push["head_commit"] = push["commits"][0].clone();
+    let body = serde_json::to_vec(&push).unwrap();
+    let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), &body);
+    let (status, v) = deliver_github(&app, "push", "e-1", &body, Some(sig)).await;
+    assert_eq!(status, 202, "{v}");
+
+    let v = gate(&app, "ci", ask.clone()).await;
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert_eq!(v["change"], id.as_str());
+    assert_eq!(codes(&v), vec!["emergency_retroactive_approval_due"]);
+    // A commit with another id is not covered by the claim in the first one's message.
+    let v = gate(
+        &app,
+        "ci",
+        json!({"system": "payments", "environment": "production",
+               "artifact": "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5f"}),
+    )
+    .await;
+    assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
 }

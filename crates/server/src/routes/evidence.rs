@@ -191,13 +191,8 @@ async fn record_delivery(
             "recorded",
             None,
         ),
-        // A body that is not JSON at all is the sender's fault: say so and keep nothing.
-        Err(ParseError::Json(m)) => {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                format!("the payload is not valid JSON: {m}"),
-            ));
-        }
+        // Anything that passed the signature check is kept, readable or not: a body that
+        // is not JSON (truncated on the way, say) is recorded with the reason and its digest.
         Err(e) => (
             vec![NewEntry {
                 time: now.clone(),
@@ -284,7 +279,14 @@ pub fn prime_announcements(state: &AppState) -> Result<usize, ApiError> {
 }
 
 fn announcement_key(row: &VerdictRow) -> String {
-    format!("{}:{}:{:?}:{}", row.source, row.commit, row.verdict, row.at)
+    format!(
+        "{}:{}:{}:{:?}:{}",
+        row.source,
+        row.deployment.as_deref().unwrap_or(""),
+        row.commit,
+        row.verdict,
+        row.at
+    )
 }
 
 fn notify_new(state: &AppState, report: &audit::Report) {
@@ -406,6 +408,29 @@ pub async fn report_deployment(
     if !user.active {
         return Err(ServiceError::Deactivated(user.name).into());
     }
+    let may_implement: Vec<&str> = state
+        .service
+        .policy()
+        .roles_for(ActionKind::Implement)
+        .map(|r| r.as_str())
+        .collect();
+    if !user.machine
+        && !user
+            .roles
+            .iter()
+            .any(|r| may_implement.contains(&r.as_str()))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_a_deployer",
+            format!(
+                "`{}` is neither a machine user nor holds a role that may implement ({}), so \
+                 cannot report deployments",
+                user.name,
+                may_implement.join(", ")
+            ),
+        ));
+    }
     let mut d = evidence::pipeline::parse_deployment(&body, &user.name)
         .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
     if d.id.is_empty() {
@@ -435,9 +460,13 @@ pub async fn report_deployment(
             StatusCode::CREATED,
             w.seqs.first().copied().unwrap_or_default(),
         ),
-        Err(ServiceError::Store(StoreError::Duplicate { seq, .. })) => (StatusCode::OK, seq),
+        Err(ServiceError::Store(StoreError::Duplicate { seq, .. })) => {
+            same_deployment_as_recorded(&state, seq, &evidence).await?;
+            (StatusCode::OK, seq)
+        }
         Err(e) => return Err(e.into()),
     };
+    let key = format!("{}/{}", d.system, d.id);
     let st = state.clone();
     let report = tokio::task::spawn_blocking(move || reconcile_now(&st))
         .await
@@ -446,7 +475,7 @@ pub async fn report_deployment(
     let verdict = report
         .events
         .into_iter()
-        .find(|r| r.source == "deployment" && r.commit == d.artifact && r.at == d.at);
+        .find(|r| r.deployment.as_deref() == Some(key.as_str()));
     Ok((
         status,
         Json(DeploymentRecorded {
@@ -456,6 +485,49 @@ pub async fn report_deployment(
         }),
     )
         .into_response())
+}
+
+/// A deployment reported again under an id already recorded must be the same deployment: a
+/// repeat is answered as before, anything else under that id is refused.
+async fn same_deployment_as_recorded(
+    state: &AppState,
+    seq: u64,
+    reported: &Evidence,
+) -> Result<(), ApiError> {
+    let store = state.service.store.clone();
+    let stored = tokio::task::spawn_blocking(move || store.entry(seq))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ServiceError::from)?
+        .ok_or_else(|| ApiError::internal(format!("entry {seq} is missing")))?;
+    let recorded: Evidence = serde_json::from_value(stored.entry.payload["evidence"].clone())
+        .map_err(|e| ApiError::internal(format!("entry {seq}: {e}")))?;
+    if &recorded == reported {
+        return Ok(());
+    }
+    let (Evidence::Deployment(was), Evidence::Deployment(now)) = (&recorded, reported) else {
+        return Err(ApiError::internal(format!(
+            "entry {seq} is not a deployment"
+        )));
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "deployment_id_conflict",
+        format!(
+            "deployment `{}` of `{}` was already reported by `{}` (entry {seq}: `{}` to `{}` at \
+             {}), and this report of `{}` to `{}` at {} differs; a different deployment needs \
+             an id of its own",
+            was.id,
+            was.system,
+            was.actor.login,
+            was.artifact,
+            was.environment,
+            was.at,
+            now.artifact,
+            now.environment,
+            now.at
+        ),
+    ))
 }
 
 /// One reason for a gate decision.
@@ -501,6 +573,21 @@ pub async fn gate(
     }
     let req = evidence::pipeline::parse_gate_request(&body)
         .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    // A pipeline's machine identity may say who triggered it; a person asks only for
+    // themselves, so that the deployer checks judge the one who deploys.
+    if let Some(actor) = req.actor.as_deref() {
+        if actor != user.name && !user.machine {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "actor_not_token_owner",
+                format!(
+                    "`{}` may ask the gate only for themselves, not for `{actor}`: only a \
+                     machine user (a pipeline) may name who triggered a deployment",
+                    user.name
+                ),
+            ));
+        }
+    }
     let deployer = req.actor.clone().unwrap_or_else(|| user.name.clone());
     let now = state.clock.now();
     let st = state.clone();
@@ -593,7 +680,7 @@ fn judge_gate(
         );
     }
     let candidates: Vec<&Change> = s
-        .changes_for_artifact(&req.artifact)
+        .changes_for_artifact(&req.artifact, &rules.protected_branches)
         .iter()
         .filter_map(|id| s.changes.get(id))
         .collect();
@@ -772,7 +859,9 @@ pub async fn release_notes(
         let text = st
             .evidence
             .projection
-            .read(store.as_ref(), |s| draft_release_notes(s, &id))
+            .read(store.as_ref(), |s| {
+                draft_release_notes(s, &id, &st.evidence.settings.rules.protected_branches)
+            })
             .map_err(ServiceError::from)?;
         Ok(text)
     })
@@ -791,14 +880,18 @@ pub async fn release_notes(
     }
 }
 
-fn draft_release_notes(s: &crate::projection::State, id: &str) -> Option<String> {
+fn draft_release_notes(
+    s: &crate::projection::State,
+    id: &str,
+    protected: &[String],
+) -> Option<String> {
     let d = s.evidence.iter().rev().find_map(|e| match e {
         Evidence::Deployment(d) if d.id == id => Some(d),
         _ => None,
     })?;
     let mut change_ids: Vec<String> = Vec::new();
     for artifact in std::iter::once(&d.artifact).chain(d.commits.iter()) {
-        for c in s.changes_for_artifact(artifact) {
+        for c in s.changes_for_artifact(artifact, protected) {
             if !change_ids.contains(&c) {
                 change_ids.push(c);
             }
