@@ -1345,7 +1345,10 @@ fn within_one_second_neither_comes_first() {
         ("2026-03-02T11:00:00Z", "2026-03-03T02:00:00Z"),
     ));
     let same_second = w.one(deployment("4f1c2a9e0b7d", "gina", "2026-03-02T12:00:00Z"));
-    assert_eq!(same_second, (Verdict::Ok, vec![], Some("CHG-000001".into())));
+    assert_eq!(
+        same_second,
+        (Verdict::Ok, vec![], Some("CHG-000001".into()))
+    );
     let a_second_before = w.one(deployment("4f1c2a9e0b7d", "gina", "2026-03-02T11:59:59Z"));
     assert_eq!(
         (a_second_before.0, a_second_before.1),

@@ -2,7 +2,8 @@
 //! written through the lifecycle service: one commit per attribute (direct push, merge and
 //! squash commits, self-approval, stale approval, a co-author approving, a revert, a bot
 //! commit covered by a standing change, emergency changes approved in time and late), each
-//! with its exact verdict; and the population matching `git rev-list`.
+//! with its exact verdict; the population matching `git rev-list`, and a warning when a
+//! back-dated commit ends it early.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -459,6 +460,7 @@ fn every_attribute_gets_its_exact_verdict() {
         report["population"]["sha256"],
         hex::encode(sha2::Sha256::digest(listed.as_bytes()))
     );
+    assert_eq!(report["warnings"], json!([]));
     assert_eq!(report["summary"]["events"], 10);
     assert_eq!(report["summary"]["unauthorized"], 1);
     assert_eq!(report["summary"]["exceptions"], 5);
@@ -467,6 +469,100 @@ fn every_attribute_gets_its_exact_verdict() {
     let csv = std::fs::read_to_string(&csv_file).unwrap();
     assert!(csv.starts_with("\u{feff}commit,change,verdict"), "{csv}");
     assert_eq!(csv.lines().count(), 11);
+}
+
+#[test]
+fn a_back_dated_commit_that_ends_the_population_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(&tmp.path().join("repo"));
+    repo.commit("alice", "2026-04-20T07:00:00Z", "Before the period");
+    repo.commit("alice", "2026-05-02T07:00:00Z", "Early May");
+    let parent = repo.commit("alice", "2026-05-05T07:00:00Z", "Still May");
+    // A commit whose committer clock said 2019: git's `--since` walk ends here.
+    let back = repo.commit("bob", "2019-03-01T10:00:00Z", "Hotfix from a bad clock");
+    let kept = [
+        repo.commit("alice", "2026-05-12T07:00:00Z", "Mid May"),
+        repo.commit("alice", "2026-05-20T07:00:00Z", "Late May"),
+    ];
+    let report_file = tmp.path().join("report.json");
+    let out = run(&[
+        "reconcile",
+        "--repo",
+        repo.dir.to_str().unwrap(),
+        "--branch",
+        "main",
+        "--since",
+        "2026-05-01",
+        "--until",
+        "2026-05-31",
+        "--as-of",
+        "2026-06-01T00:00:00Z",
+        "--json",
+        report_file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or_else(|| panic!("no warning on stderr: {stderr}"));
+    for part in [
+        back.as_str(),
+        "2019-03-01T10:00:00Z",
+        parent.as_str(),
+        "2026-05-05T07:00:00Z",
+        "outside this population",
+        "without --since",
+    ] {
+        assert!(warning.contains(part), "`{part}` missing: {warning}");
+    }
+
+    // The population is still git's: the two commits in front of the back-dated one.
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let listed = rev_list(
+        &repo.dir,
+        &[
+            "--since=2026-05-01T00:00:00Z",
+            "--until=2026-05-31T23:59:59Z",
+        ],
+    );
+    let mut newest_first = kept.to_vec();
+    newest_first.reverse();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), newest_first);
+    assert_eq!(report["population"]["count"], 2);
+    use sha2::Digest;
+    assert_eq!(
+        report["population"]["sha256"],
+        hex::encode(sha2::Sha256::digest(listed.as_bytes()))
+    );
+    let warnings = report["warnings"].as_array().expect("a warnings array");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0]["code"], "population_dates_out_of_order");
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&back) && message.contains(&parent),
+        "{message}"
+    );
+    assert_eq!(format!("warning: {message}"), warning);
+
+    // A period that starts after the parent: the walk ends where it should, and says nothing.
+    let out = run(&[
+        "reconcile",
+        "--repo",
+        repo.dir.to_str().unwrap(),
+        "--branch",
+        "main",
+        "--since",
+        "2026-05-10",
+        "--json",
+        report_file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(report["warnings"], json!([]));
+    assert_eq!(report["population"]["count"], 2);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `changegate verify` on a data directory after a run: intact it exits 0 with one summary
 //! line; with the database edited behind changegate's back (an event's bytes, a deleted
 //! event, two swapped events, a cut tail, an index column) it exits 1 and names the first
-//! bad event. Each damage is done to a copy, straight in SQLite or PostgreSQL.
+//! bad event, and with a table derived from the ledger edited (the change listing, its
+//! system index, the change counter) it names the change or the counter. Each damage is
+//! done to a copy, straight in SQLite or PostgreSQL.
 
 mod common;
 
@@ -22,6 +24,9 @@ crate::on_each_backend! {
     fn deleted_checkpoints_are_named;
     fn changed_change_version_is_found;
     fn edited_change_listing_row_is_found;
+    fn edited_system_index_is_found;
+    fn set_back_change_counter_is_found;
+    fn ledger_only_skips_the_derived_tables;
 }
 
 /// A finished run: the data, the seq of CHG-000001's evaluation, and the checkpoint the API
@@ -323,4 +328,69 @@ fn edited_change_listing_row_is_found(backend: Backend) {
         |db| db.exec("UPDATE changes SET stage = 'closed' WHERE id = 'CHG-000003'"),
         "CHG-000003",
     );
+}
+
+fn edited_system_index_is_found(backend: Backend) {
+    let run = run(backend);
+    // Filed under another system: the change shows up there and vanishes from its own.
+    let stderr = assert_named(
+        &run,
+        |db| {
+            db.exec("UPDATE change_systems SET system = 'hr-portal' WHERE change_id = 'CHG-000002'")
+        },
+        "change `CHG-000002`",
+    );
+    assert!(stderr.contains("hr-portal"), "{stderr}");
+    assert!(stderr.contains("payments-api"), "{stderr}");
+    // Dropped from the index: hidden from `?system=payments-api`.
+    assert_named(
+        &run,
+        |db| db.exec("DELETE FROM change_systems WHERE change_id = 'CHG-000003'"),
+        "change `CHG-000003`",
+    );
+    // Filed under one more system than its events give it.
+    let stderr = assert_named(
+        &run,
+        |db| {
+            db.exec(
+                "INSERT INTO change_systems (change_id, system) VALUES ('CHG-000001', 'hr-portal')",
+            )
+        },
+        "change `CHG-000001`",
+    );
+    assert!(stderr.contains("hr-portal"), "{stderr}");
+}
+
+fn set_back_change_counter_is_found(backend: Backend) {
+    let run = run(backend);
+    // The next new change would be given CHG-000003 again, and refused.
+    let stderr = assert_named(
+        &run,
+        |db| db.exec("UPDATE counters SET value = 2 WHERE name = 'change'"),
+        "the change counter is at 2",
+    );
+    assert!(stderr.contains("CHG-000003"), "{stderr}");
+    assert_named(
+        &run,
+        |db| db.exec("DELETE FROM counters WHERE name = 'change'"),
+        "the change counter is missing",
+    );
+    // Ahead of the ledger it only skips numbers: nothing is refused, and nothing is wrong.
+    let ahead = run.env.duplicate();
+    Db::open(&ahead).exec("UPDATE counters SET value = 10 WHERE name = 'change'");
+    ahead.assert_verifies();
+}
+
+fn ledger_only_skips_the_derived_tables(backend: Backend) {
+    let run = run(backend);
+    let copy = run.env.duplicate();
+    Db::open(&copy).exec(
+        "UPDATE change_systems SET system = 'hr-portal' WHERE change_id = 'CHG-000002';
+         UPDATE counters SET value = 0 WHERE name = 'change';",
+    );
+    let out = copy.cli(&["verify", "--ledger-only"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout} {}", text(&out.stderr));
+    assert!(stdout.contains("tables not compared"), "{stdout}");
+    assert_eq!(copy.verify().status.code(), Some(1));
 }

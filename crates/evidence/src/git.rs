@@ -10,6 +10,11 @@
 //! committed before `since`, whatever comes behind it. Like git, it ends at the boundary of a
 //! shallow clone. Unlike git, it ignores replace refs (`git --no-replace-objects`).
 //!
+//! Ending at the first commit before `since` means that one back-dated commit hides every
+//! commit behind it, whatever their dates. The walk does not go on (the selection stays
+//! git's), but it looks at the first parent of the commit it stopped at and, when that parent
+//! was committed at or after `since`, says so in [`Tip::stopped_early`].
+//!
 //! Messages are read as bytes: a message in another encoding than UTF-8 (whether or not its
 //! commit has an `encoding` header) is read with replacement characters and marked
 //! `utf8: false`, where `git log` would re-encode it.
@@ -74,6 +79,9 @@ pub struct History {
     pub head: String,
     /// Newest first.
     pub commits: Vec<GitCommit>,
+    /// As [`Tip::stopped_early`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<EarlyStop>,
 }
 
 /// Where a walk started.
@@ -85,6 +93,24 @@ pub struct Tip {
     pub branch: String,
     /// As [`History::head`].
     pub head: String,
+    /// Set when the walk ended at a commit committed before [`Range::since`] whose first
+    /// parent was committed at or after it: the commits behind the stop are left out, as git
+    /// leaves them out, though their dates may fall inside the range.
+    pub stopped_early: Option<EarlyStop>,
+}
+
+/// A walk that ended at a commit older than [`Range::since`] in front of a newer one:
+/// committer dates out of order on the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlyStop {
+    /// The commit the walk stopped at, committed before `since`.
+    pub commit: String,
+    /// Its committer date, RFC 3339 in UTC.
+    pub commit_time: String,
+    /// Its first parent, committed at or after `since`.
+    pub parent: String,
+    /// The parent's committer date, RFC 3339 in UTC.
+    pub parent_time: String,
 }
 
 /// Why a history could not be read.
@@ -133,6 +159,7 @@ pub fn first_parent_history(repo: &Path, branch: &str, range: &Range) -> Result<
         branch: tip.branch,
         head: tip.head,
         commits,
+        stopped_early: tip.stopped_early,
     })
 }
 
@@ -283,10 +310,11 @@ fn walk(
     let hash_kind = repository.object_hash();
     let since = range.since.map(OffsetDateTime::unix_timestamp);
     let until = range.until.map(OffsetDateTime::unix_timestamp);
-    let tip = Tip {
+    let mut tip = Tip {
         repository: canonical_location(&repository)?,
         branch,
         head: hex(&head),
+        stopped_early: None,
     };
 
     let mut buf = Vec::new();
@@ -307,10 +335,14 @@ fn walk(
             chain_link(data.data, hash_kind).map_err(|e| corrupt_commit(id, e))?;
         let committed = seconds(committer_time)
             .ok_or_else(|| corrupt_commit(id, format!("committer time `{committer_time}`")))?;
-        if since.is_some_and(|since| committed < since) {
+        let at_boundary = shallow.as_ref().is_some_and(|s| s.contains(&id));
+        if let Some(since) = since.filter(|since| committed < *since) {
+            if let Some(parent) = first_parent.filter(|_| !at_boundary) {
+                tip.stopped_early =
+                    early_stop(&repository, &mut buf, (id, committed), parent, since);
+            }
             break;
         }
-        let at_boundary = shallow.as_ref().is_some_and(|s| s.contains(&id));
         if !at_boundary {
             next = first_parent;
         }
@@ -330,6 +362,34 @@ fn walk(
         let _ = sender.send(batch);
     }
     Ok(tip)
+}
+
+/// The [`EarlyStop`] of a walk that ended at `stop` (its id and committer time) because it
+/// was committed before `since`, if its first parent `parent` was committed at or after
+/// `since`. A parent the repository cannot give is not looked at further: what the walk
+/// selected does not depend on it.
+fn early_stop(
+    repository: &gix::Repository,
+    buf: &mut Vec<u8>,
+    (stop, stop_committed): (ObjectId, i64),
+    parent: ObjectId,
+    since: i64,
+) -> Option<EarlyStop> {
+    let data = repository.objects.try_find(&parent, buf).ok()??;
+    if data.kind != Kind::Commit {
+        return None;
+    }
+    let (_, committer_time) = chain_link(data.data, repository.object_hash()).ok()?;
+    let parent_committed = seconds(committer_time)?;
+    if parent_committed < since {
+        return None;
+    }
+    Some(EarlyStop {
+        commit: hex(&stop),
+        commit_time: utc(stop_committed).ok()?,
+        parent: hex(&parent),
+        parent_time: utc(parent_committed).ok()?,
+    })
 }
 
 /// What the walk needs from a commit: its first parent and its committer time.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use evidence::git::{
-    first_parent_history, for_each_first_parent, GitCommit, GitError, History, Merges, Range,
+    first_parent_history, for_each_first_parent, EarlyStop, GitCommit, GitError, History, Merges,
+    Range,
 };
 use evidence::message::{PullRef, PullVia};
 use evidence::Person;
@@ -564,6 +565,152 @@ fn since_and_until_select_what_git_rev_list_selects() {
         subjects(until_3000),
         vec!["c2500 again", "c2500", "c1500", "c2000", "c3000", "c1000"]
     );
+}
+
+/// Seconds since the epoch of an RFC 3339 time.
+fn secs(iso: &str) -> i64 {
+    OffsetDateTime::parse(iso, &Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
+/// A 2026 history with one commit back-dated to 2019 in the middle of January: newest
+/// first `feb 2`, `jan 20`, `back-dated`, `jan 10`, `jan 5`, `dec 20`.
+fn back_dated_repo() -> (Repo, [String; 6]) {
+    let repo = Repo::new();
+    let commit = |subject: &str, iso: &str| repo.commit(subject, secs(iso));
+    let dec20 = commit("dec 20", "2025-12-20T10:00:00Z");
+    let jan5 = commit("jan 5", "2026-01-05T10:00:00Z");
+    let jan10 = commit("jan 10", "2026-01-10T10:00:00Z");
+    let back = commit("back-dated", "2019-03-01T10:00:00Z");
+    let jan20 = commit("jan 20", "2026-01-20T10:00:00Z");
+    let feb2 = commit("feb 2", "2026-02-02T10:00:00Z");
+    (repo, [feb2, jan20, back, jan10, jan5, dec20])
+}
+
+#[test]
+fn a_back_dated_commit_that_ends_the_walk_is_reported() {
+    let (repo, [feb2, jan20, back, jan10, _jan5, _dec20]) = back_dated_repo();
+    let since = |iso: &str| Range {
+        since: Some(OffsetDateTime::parse(iso, &Rfc3339).unwrap()),
+        until: None,
+    };
+    let january = Range {
+        until: Some(OffsetDateTime::parse("2026-01-31T23:59:59Z", &Rfc3339).unwrap()),
+        ..since("2026-01-01T00:00:00Z")
+    };
+    let h = first_parent_history(&repo.path, "main", &january).unwrap();
+    // The walk is still git's: it ends at the back-dated commit, leaving out `jan 10` and
+    // `jan 5`...
+    let expected = repo.rev_list(&[
+        "--since=2026-01-01T00:00:00Z",
+        "--until=2026-01-31T23:59:59Z",
+    ]);
+    assert_eq!(ids(&h), expected);
+    assert_eq!(ids(&h), vec![jan20.clone()]);
+    // ...and says where it ended and what lies behind.
+    let stop = EarlyStop {
+        commit: back.clone(),
+        commit_time: "2019-03-01T10:00:00Z".into(),
+        parent: jan10.clone(),
+        parent_time: "2026-01-10T10:00:00Z".into(),
+    };
+    assert_eq!(h.stopped_early.as_ref(), Some(&stop));
+    // The streaming walk reports it on its tip.
+    let tip =
+        for_each_first_parent(&repo.path, "main", &january, |_| Ok::<(), GitError>(())).unwrap();
+    assert_eq!(tip.stopped_early, Some(stop));
+    // A period the parent is not in: the walk stops where it should, nothing to report.
+    let h = first_parent_history(&repo.path, "main", &since("2026-01-15T00:00:00Z")).unwrap();
+    assert_eq!(ids(&h), vec![feb2.clone(), jan20.clone()]);
+    assert_eq!(h.stopped_early, None);
+    // Without `since` nothing ends the walk early.
+    let h = repo.history();
+    assert_eq!(h.commits.len(), 6);
+    assert_eq!(h.stopped_early, None);
+    let h = first_parent_history(
+        &repo.path,
+        "main",
+        &Range {
+            since: None,
+            until: january.until,
+        },
+    )
+    .unwrap();
+    assert_eq!(h.stopped_early, None);
+    // It is serialized only when set.
+    let json = serde_json::to_value(&h).unwrap();
+    assert!(json.get("stopped_early").is_none(), "{json}");
+    let json =
+        serde_json::to_value(first_parent_history(&repo.path, "main", &january).unwrap()).unwrap();
+    assert_eq!(json["stopped_early"]["parent"], jan10.as_str());
+}
+
+#[test]
+fn a_walk_in_date_order_does_not_stop_early() {
+    let repo = Repo::new();
+    for n in 0..6 {
+        repo.commit(&format!("c{n}"), T0 + 100 * n);
+    }
+    for since in [-1, 0, 250, 300, 500, 501] {
+        let range = Range {
+            since: Some(at(T0 + since)),
+            until: None,
+        };
+        let h = first_parent_history(&repo.path, "main", &range).unwrap();
+        let expected = repo.rev_list(&[&format!("--since={}", iso(T0 + since))]);
+        assert_eq!(ids(&h), expected, "since {since}");
+        assert_eq!(h.stopped_early, None, "since {since}");
+    }
+    // Dates that go backwards, but not across `since`: the stop is where it should be.
+    let repo = out_of_order_repo();
+    for since in [999, 2501, 5001] {
+        let range = Range {
+            since: Some(at(T0 + since)),
+            until: None,
+        };
+        let h = first_parent_history(&repo.path, "main", &range).unwrap();
+        assert_eq!(h.stopped_early, None, "since {since}");
+    }
+    // Across it: `c1500` ends the walk in front of `c4000`.
+    let range = Range {
+        since: Some(at(T0 + 1800)),
+        until: None,
+    };
+    let h = first_parent_history(&repo.path, "main", &range).unwrap();
+    let stop = h
+        .stopped_early
+        .expect("c1500 ends the walk in front of c4000");
+    assert_eq!(
+        (stop.commit_time, stop.parent_time),
+        (iso(T0 + 1500), iso(T0 + 4000))
+    );
+    assert_eq!(stop.parent, repo.rev(":/c4000"));
+}
+
+#[test]
+fn a_back_dated_commit_at_a_shallow_boundary_is_not_looked_behind() {
+    let (repo, [_, _, back, ..]) = back_dated_repo();
+    let parent = repo.path.parent().unwrap();
+    let url = format!("file://{}", repo.path.display());
+    git(
+        parent,
+        &[
+            "clone", "-q", "--depth", "3", "--branch", "main", &url, "shallow",
+        ],
+    );
+    let shallow = parent.join("shallow");
+    assert_eq!(git(&shallow, &["rev-parse", "HEAD~2"]).trim(), back);
+    let range = Range {
+        since: Some(OffsetDateTime::parse("2026-01-01T00:00:00Z", &Rfc3339).unwrap()),
+        until: None,
+    };
+    let h = first_parent_history(&shallow, "main", &range).unwrap();
+    assert_eq!(h.commits.len(), 2);
+    assert_eq!(h.stopped_early, None);
+    // The full repository, where the parent is at hand, reports it.
+    let h = first_parent_history(&repo.path, "main", &range).unwrap();
+    assert_eq!(h.stopped_early.map(|s| s.commit), Some(back));
 }
 
 #[derive(Debug)]

@@ -20,6 +20,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -225,6 +226,15 @@ pub trait Store: Send + Sync {
     /// Changes matching a filter, ordered by id (numerically for allocated ids).
     fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRow>, StoreError>;
 
+    /// The system index the listing filters on ([`ChangeFilter::system`]): every change id
+    /// it holds, with the systems it files that change under. A change without systems has
+    /// no entry. Read for verification, which compares it with the changes' events.
+    fn system_index(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreError>;
+
+    /// The change counter: the number of the last change id allocated (0 before the first),
+    /// or `None` when its row is missing and no change id can be allocated.
+    fn change_counter(&self) -> Result<Option<u64>, StoreError>;
+
     /// Adds a user and records `entry` about it in the ledger, in one transaction. Returns
     /// the entry's seq. `token_hash` is the SHA-256 hex digest of the user's token.
     fn add_user(&self, user: &User, token_hash: &str, entry: NewEntry) -> Result<u64, StoreError>;
@@ -284,6 +294,17 @@ pub trait Store: Send + Sync {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The number a change id is allocated as (`CHG-000042` is 42), or `None` for an id the
+/// store never allocates, which therefore cannot collide with an allocated one.
+pub fn change_number(id: &str) -> Option<u64> {
+    let digits = id.strip_prefix("CHG-")?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    (append::change_id(n) == id).then_some(n)
 }
 
 /// Opens the store: PostgreSQL when `database_url` is a `postgres://` or `postgresql://`
@@ -354,6 +375,23 @@ mod tests {
         assert_eq!(url_scheme("mysql://x"), Some("mysql"));
         assert_eq!(url_scheme("changegate.db"), None);
         assert_eq!(url_scheme("a b://x"), None);
+    }
+
+    #[test]
+    fn change_numbers_are_read_from_allocated_ids_only() {
+        assert_eq!(change_number("CHG-000042"), Some(42));
+        assert_eq!(change_number("CHG-1000000"), Some(1_000_000));
+        assert_eq!(change_number(&append::change_id(7)), Some(7));
+        for other in [
+            "CHG-42",
+            "CHG-0001000",
+            "CHG-+00042",
+            "CHG-",
+            "chg-000042",
+            "X-000042",
+        ] {
+            assert_eq!(change_number(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! pool of synchronous clients; each client drives its own I/O, so the store works from a
 //! plain thread as well as from `tokio::task::spawn_blocking`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
@@ -650,6 +650,27 @@ impl Store for PgStore {
             .query(&q.sql, &params)
             .context("cannot list changes")?;
         rows.iter().map(change_row).collect()
+    }
+
+    fn system_index(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreError> {
+        let what = "the system index";
+        let rows = self.query(
+            "SELECT change_id, system FROM change_systems",
+            &[],
+            what,
+            |row| Ok((get(row, 0, what)?, get(row, 1, what)?)),
+        )?;
+        Ok(sql::group_systems(rows))
+    }
+
+    fn change_counter(&self) -> Result<Option<u64>, StoreError> {
+        let values = self.query(
+            "SELECT value FROM counters WHERE name = 'change'",
+            &[],
+            "the change counter",
+            |r| to_u64(get(r, 0, "the change counter")?, "the change counter"),
+        )?;
+        Ok(values.first().copied())
     }
 
     fn add_user(&self, user: &User, token_hash: &str, entry: NewEntry) -> Result<u64, StoreError> {

@@ -1,6 +1,8 @@
 //! SQL text and row decoding shared by the backends: the change listing query, the column
 //! lists, and conversions between stored values and the store's types.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use ledger::Hash;
 
 use crate::{ChangeFilter, StoreError, StoredEvent};
@@ -67,6 +69,17 @@ pub(crate) fn list_query(filter: &ChangeFilter, ph: fn(usize) -> String) -> List
         sql.push_str(&format!(" LIMIT {}", filter.limit));
     }
     ListQuery { sql, params }
+}
+
+/// The rows of `change_systems`, `(change_id, system)`, grouped by change.
+pub(crate) fn group_systems(
+    rows: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut index: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, system) in rows {
+        index.entry(id).or_default().insert(system);
+    }
+    index
 }
 
 /// A count or position as the databases store it (signed 64-bit).

@@ -3,6 +3,7 @@
 //! pool of separate connections, which WAL lets run while a write is under way. Other
 //! processes (a CLI next to the server) wait on the file lock for up to five seconds.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -644,6 +645,33 @@ impl Store for SqliteStore {
                 change_row,
             )
         })
+    }
+
+    fn system_index(&self) -> Result<BTreeMap<String, BTreeSet<String>>, StoreError> {
+        let what = "the system index";
+        let rows = self.read(|c| {
+            collect(
+                c,
+                "SELECT change_id, system FROM change_systems",
+                [],
+                what,
+                |row| Ok((get(row, 0, what)?, get(row, 1, what)?)),
+            )
+        })?;
+        Ok(sql::group_systems(rows))
+    }
+
+    fn change_counter(&self) -> Result<Option<u64>, StoreError> {
+        let n: Option<i64> = self.read(|c| {
+            c.query_row(
+                "SELECT value FROM counters WHERE name = 'change'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .context("cannot read the change counter")
+        })?;
+        n.map(|n| to_u64(n, "the change counter")).transpose()
     }
 
     fn add_user(&self, user: &User, token_hash: &str, entry: NewEntry) -> Result<u64, StoreError> {

@@ -63,6 +63,7 @@ suite!(
     committer_finishes_queued_writes_on_drop,
     two_instances_share_one_ledger,
     read_model_follows_columns,
+    system_index_and_counter_read_back,
     list_filters_and_pages,
     users_add_lookup_and_deactivate,
     user_write_failure_rolls_back_the_user,
@@ -759,6 +760,41 @@ fn read_model_follows_columns(h: &mut Harness) {
         },
     );
     assert_eq!((by_system("web"), by_system("db")), (0, 1));
+}
+
+/// What verification compares with the ledger: the system index as the writes left it
+/// (duplicates once, a change without systems absent) and the change counter, read back
+/// as stored even after they are edited behind the store's back.
+fn system_index_and_counter_read_back(h: &mut Harness) {
+    let s = h.store().clone();
+    assert_eq!(s.change_counter().expect("counter"), Some(0));
+    assert!(s.system_index().expect("index").is_empty());
+    let a = apply_one(s.as_ref(), new_change(1, "a"))
+        .change_id
+        .expect("id");
+    let mut without = new_change(2, "b");
+    without.columns = Some(columns("b", "requested", &[]));
+    let b = apply_one(s.as_ref(), without).change_id.expect("id");
+    let mut moved = change_write(3, &a, 1, "assessed");
+    moved.columns = Some(columns("a", "assessed", &["web", "db", "web"]));
+    apply_one(s.as_ref(), moved);
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let index = s.system_index().expect("index");
+    assert_eq!(index.len(), 1, "{index:?}");
+    assert_eq!(index[&a], set(&["db", "web"]));
+    assert_eq!(s.change_counter().expect("counter"), Some(2));
+
+    h.exec(&format!(
+        "UPDATE change_systems SET system = 'payroll' WHERE change_id = '{a}' AND system = 'web';
+         INSERT INTO change_systems (change_id, system) VALUES ('{b}', 'web');
+         UPDATE counters SET value = 1 WHERE name = 'change';"
+    ));
+    let index = s.system_index().expect("index");
+    assert_eq!(index[&a], set(&["db", "payroll"]));
+    assert_eq!(index[&b], set(&["web"]));
+    assert_eq!(s.change_counter().expect("counter"), Some(1));
+    h.exec("DELETE FROM counters");
+    assert_eq!(s.change_counter().expect("counter"), None);
 }
 
 fn list_filters_and_pages(h: &mut Harness) {

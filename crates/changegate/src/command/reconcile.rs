@@ -1,7 +1,9 @@
 //! `changegate reconcile`: read the first-parent history of a protected branch over a
 //! period, link every commit to the change record that authorized it, test it, and report.
 //! The population hash equals the SHA-256 of `git rev-list --first-parent` over the same
-//! range, so an auditor can check completeness with git alone.
+//! range, so an auditor can check completeness with git alone. Where git's rule for
+//! `--since` (stop at the first older commit) leaves out commits of the period because
+//! committer dates are out of order, the report says so in its `warnings`.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -10,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use audit::{CarriedCommit, CommitEvent, Inputs, ProductionEvent, Report, UserFacts, Verdict};
-use evidence::git::{GitCommit, Range};
+use evidence::git::{EarlyStop, GitCommit, Range};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -61,8 +63,33 @@ struct Document<'a> {
     since: Option<String>,
     until: Option<String>,
     as_of: String,
+    /// What a reader must know about how the population was drawn; empty when nothing.
+    warnings: Vec<Warning>,
     #[serde(flatten)]
     report: &'a Report,
+}
+
+/// One warning of the report.
+#[derive(Serialize)]
+struct Warning {
+    /// Stable, for tools: `population_dates_out_of_order`, `merge_contributors_truncated`.
+    code: &'static str,
+    message: String,
+}
+
+/// The warning for a walk that `--since` ended in front of a commit committed at or after
+/// it.
+fn out_of_order_warning(stop: &EarlyStop, since: &str) -> Warning {
+    Warning {
+        code: "population_dates_out_of_order",
+        message: format!(
+            "the first-parent walk stopped at commit {} (committed {}, before --since {since}) \
+             but its first parent {} was committed {}: committer dates are out of order, and \
+             the commits behind {} are outside this population although their dates may fall \
+             inside the period; rerun without --since, or check the history",
+            stop.commit, stop.commit_time, stop.parent, stop.parent_time, stop.commit
+        ),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -95,16 +122,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut merges = evidence::git::Merges::open(&args.repo).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut events = Vec::with_capacity(history.commits.len());
+    let mut warnings = Vec::new();
     for c in &history.commits {
         let mut event = commit_event(c);
         if c.parents.len() > 1 {
             let merged = merges.brought_in(c).map_err(|e| anyhow::anyhow!("{e}"))?;
             if merged.truncated {
-                tracing::warn!(
-                    commit = %c.id,
-                    limit = evidence::git::MERGED_LIMIT,
-                    "merge brought in more commits than are read; the rest are not checked"
-                );
+                warnings.push(Warning {
+                    code: "merge_contributors_truncated",
+                    message: format!(
+                        "merge {} brought in more than {} commits; only the first {} were read \
+                         for its contributors",
+                        c.id,
+                        evidence::git::MERGED_LIMIT,
+                        evidence::git::MERGED_LIMIT
+                    ),
+                });
             }
             event.carried = merged.commits.iter().map(carried_commit).collect();
         }
@@ -124,6 +157,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rules: &rules,
         as_of,
     });
+    if let (Some(stop), Some(since)) = (&history.stopped_early, since) {
+        warnings.push(out_of_order_warning(stop, &fmt(since)));
+    }
+    for w in &warnings {
+        eprintln!("warning: {}", w.message);
+    }
     let doc = Document {
         repository: history.repository.clone(),
         branch: &args.branch,
@@ -131,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         since: since.map(fmt),
         until: until.map(fmt),
         as_of: fmt(as_of),
+        warnings,
         report: &report,
     };
     if let Some(path) = &args.json {

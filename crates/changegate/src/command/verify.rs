@@ -1,9 +1,10 @@
 //! `changegate verify`: recompute the hash chain, the Merkle tree and every signed
 //! checkpoint over the whole ledger, check that the signed log ends where the ledger head
-//! says, and check the tables derived from the ledger (entry index columns, users, change
-//! versions) against it. Names the first bad event. Opens the store without writing.
+//! says, and check the tables derived from the ledger (entry index columns, users, the
+//! change listing, its system index and the change counter) against it. Names the first
+//! bad event. Opens the store without writing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -21,7 +22,8 @@ pub struct Args {
     #[arg(long)]
     public_key: Option<String>,
     /// Check the ledger alone (chain, tree, checkpoints, index columns) and skip the
-    /// comparison of the users table and the change listing with it.
+    /// comparison of the users table, the change listing, its system index and the change
+    /// counter with it.
     #[arg(long)]
     ledger_only: bool,
 }
@@ -179,6 +181,8 @@ fn check(
     }
     check_users(store, &users)?;
     check_changes(store, &changes)?;
+    check_system_index(store, &changes)?;
+    check_counter(store, &changes)?;
     Ok(format!(
         "ledger intact: {} events, root {}, {} signed checkpoints verified (key {}); \
          {} users and {} changes agree with it",
@@ -376,4 +380,62 @@ fn check_changes(
         )));
     }
     Ok(())
+}
+
+/// Compares the system index (`GET /changes?system=…` filters on it) with the systems each
+/// change's events give it: a row that says otherwise would show a change under a system it
+/// does not touch, or hide it from one it does. The store files a change once under each
+/// system its columns list, so the comparison is of sets.
+fn check_system_index(
+    store: &dyn store::Store,
+    changes: &HashMap<String, domain::Change>,
+) -> Result<(), Failure> {
+    let failure = |message: String| Failure { seq: None, message };
+    let mut index = store.system_index().map_err(|e| failure(e.to_string()))?;
+    let mut ids: Vec<&String> = changes.keys().collect();
+    ids.sort_by_key(|id| (id.len(), id.as_str()));
+    for id in ids {
+        let indexed = index.remove(id.as_str()).unwrap_or_default();
+        let derived: BTreeSet<String> = server::service::columns(&changes[id])
+            .systems
+            .into_iter()
+            .collect();
+        if indexed != derived {
+            return Err(failure(format!(
+                "change `{id}` is indexed under systems {indexed:?} but its events give it \
+                 {derived:?}"
+            )));
+        }
+    }
+    if let Some((id, systems)) = index.into_iter().next() {
+        return Err(failure(format!(
+            "change `{id}` is indexed under systems {systems:?} but the ledger holds no event \
+             for it"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the change counter has reached every allocated change number in the ledger:
+/// set back, it would hand new changes ids already in use, and each would be refused.
+fn check_counter(
+    store: &dyn store::Store,
+    changes: &HashMap<String, domain::Change>,
+) -> Result<(), Failure> {
+    let failure = |message: String| Failure { seq: None, message };
+    let counter = store.change_counter().map_err(|e| failure(e.to_string()))?;
+    let highest = changes
+        .keys()
+        .filter_map(|id| store::change_number(id).map(|n| (n, id)))
+        .max();
+    match (counter, highest) {
+        (None, _) => Err(failure(
+            "the change counter is missing, so no new change can be given an id".into(),
+        )),
+        (Some(counter), Some((n, id))) if counter < n => Err(failure(format!(
+            "the change counter is at {counter} but the ledger holds change `{id}` (number \
+             {n}): new changes would be given ids already in use"
+        ))),
+        _ => Ok(()),
+    }
 }
