@@ -565,58 +565,58 @@ fn reason(code: &str, message: impl Into<String>) -> GateReason {
 )]
 pub async fn gate(
     State(state): State<AppState>,
-    Authenticated(user): Authenticated,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<GateDecision>, ApiError> {
-    if !user.active {
-        return Err(ServiceError::Deactivated(user.name).into());
-    }
-    let req = evidence::pipeline::parse_gate_request(&body)
-        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
-    // A pipeline's machine identity may say who triggered it; a person asks only for
-    // themselves, so that the deployer checks judge the one who deploys.
-    if let Some(actor) = req.actor.as_deref() {
-        if actor != user.name && !user.machine {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "actor_not_token_owner",
-                format!(
-                    "`{}` may ask the gate only for themselves, not for `{actor}`: only a \
-                     machine user (a pipeline) may name who triggered a deployment",
-                    user.name
-                ),
-            ));
-        }
-    }
-    let deployer = req.actor.clone().unwrap_or_else(|| user.name.clone());
+    let digest = crate::auth::bearer_digest(&headers)?;
     let now = state.clock.now();
     let st = state.clone();
-    let req2 = req.clone();
-    let deployer2 = deployer.clone();
-    let (change, reasons) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    // One blocking hop for the token lookup and the judgment: the gate answers pipelines
+    // that wait on it, and each hop between threads costs more than either lookup.
+    let asked = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let store = st.service.store.clone();
-        let decided = st
+        let user = crate::auth::authenticate(store.user_by_token(&digest))?;
+        let req = evidence::pipeline::parse_gate_request(&body)
+            .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+        // A pipeline's machine identity may say who triggered it; a person asks only for
+        // themselves, so that the deployer checks judge the one who deploys.
+        if let Some(actor) = req.actor.as_deref() {
+            if actor != user.name && !user.machine {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "actor_not_token_owner",
+                    format!(
+                        "`{}` may ask the gate only for themselves, not for `{actor}`: only a \
+                         machine user (a pipeline) may name who triggered a deployment",
+                        user.name
+                    ),
+                ));
+            }
+        }
+        let deployer = req.actor.clone().unwrap_or_else(|| user.name.clone());
+        let (change, reasons) = st
             .evidence
             .projection
             .read(store.as_ref(), |s| {
                 // Looked up after the catch-up, so that a deactivation committed before
                 // this request is seen (see `State::user`).
-                let deployer_user = s.user(store.as_ref(), &deployer2)?;
+                let deployer_user = s.user(store.as_ref(), &deployer)?;
                 Ok::<_, StoreError>(judge_gate(
                     &st,
                     s,
-                    &req2,
-                    &deployer2,
+                    &req,
+                    &deployer,
                     deployer_user.as_ref(),
                     now,
                 ))
             })
             .and_then(|r| r)
             .map_err(ServiceError::from)?;
-        Ok(decided)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+        Ok((user, req, deployer, change, reasons))
+    });
+    let (user, req, deployer, change, reasons) = asked
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     let allow = reasons
         .iter()
         .all(|r| ALLOW_CODES.contains(&r.code.as_str()));
