@@ -1,11 +1,12 @@
 //! The auditor's side of changegate: reconciliation of what actually changed production
-//! against the change records that authorized it.
+//! against the change records that authorized it, and the sampling of control populations.
 //!
 //! Pure: the caller reads the repository, the evidence and the change records and passes
 //! them in; the same inputs always give the same report, so an auditor can reperform it.
 
 pub mod identity;
 pub mod reconcile;
+pub mod sampling;
 
 pub use reconcile::{
     population_hash, reconcile, Attribute, AttributeResult, CarriedCommit, CommitEvent,
