@@ -4,6 +4,7 @@
 //! Pure: the caller reads the repository, the evidence and the change records and passes
 //! them in; the same inputs always give the same report, so an auditor can reperform it.
 
+pub mod catalog;
 pub mod identity;
 pub mod reconcile;
 pub mod sampling;
