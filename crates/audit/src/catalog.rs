@@ -571,7 +571,7 @@ const CONTROLS: &[ShippedControl] = &[
         owner: "change_manager",
         risks: &["R16"],
         criteria: &["CC8.1"],
-        attributes: &["emergency_approved_in_time"],
+        attributes: &["emergency_approval"],
     },
     ShippedControl {
         id: "CM-19",

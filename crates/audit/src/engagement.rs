@@ -1,0 +1,507 @@
+//! An engagement: for each control in scope over a period, its population, a seeded sample,
+//! the attribute results of each sampled item with the evidence that decided them, the
+//! exceptions rolled up against a tolerable deviation rate, and the deficiencies.
+//!
+//! Per-change controls whose attributes the reconciliation decides are tested on the
+//! production change events of the period: an event belongs to a control's population when
+//! one of the control's attributes applies to it (an emergency approval only to emergency
+//! changes, a deployment approval only to deployments). Their results are reperformed from
+//! the reconciliation's own evidence, so the same inputs always give the same workpapers.
+//! Controls no automated test decides are listed with an empty population until manual
+//! results are recorded for them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Control, DesignDeficiency};
+use crate::reconcile::{population_hash, AttributeResult, Report, Verdict, VerdictRow};
+use crate::sampling::{
+    draw, sample_size, AttributePlan, Drawn, Frequency, RiskLevel, SampleSize, SamplingError,
+    SizeTable,
+};
+
+/// Attributes derived from a reconciliation row as a whole rather than read from one of its
+/// attributes.
+const CHANGE_RECORD_EXISTS: &str = "change_record_exists";
+const PROTECTION_RESPECTED: &str = "protection_respected";
+
+/// Codes that mean branch protection was not respected.
+const PROTECTION_CODES: [&str; 2] = ["protection_bypassed", "forced_push"];
+
+/// Reconciliation attributes, by the names its rows carry.
+const RECONCILED: [&str; 8] = [
+    "authorized_before_work",
+    "independent_review",
+    "tests_passed",
+    "approved_for_deployment",
+    "inside_window",
+    "authorized_deployer",
+    "emergency_approval",
+    "system_covered",
+];
+
+/// How an engagement is run.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    /// The period, as the caller states it (RFC 3339 or days), for the workpapers.
+    pub period: (String, String),
+    pub seed: u64,
+    pub catalog: &'a Catalog,
+    pub sizes: &'a SizeTable,
+    /// Attribute-sampling plans of per-change controls, by control id.
+    pub attribute_plans: &'a BTreeMap<String, AttributePlan>,
+    /// Controls judged at higher risk (the upper end of a size range).
+    pub higher_risk: &'a [String],
+    /// The deviation rate above which a control's exceptions make it deficient, unless its
+    /// attribute plan sets one.
+    pub tolerable_rate: f64,
+    /// Where the production change events came from, in words (repository and branch, the
+    /// ledger checkpoint), for the population's completeness evidence.
+    pub sources: Vec<String>,
+}
+
+/// How a result was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Recomputed from the recorded events.
+    Reperformance,
+    /// Read from the records.
+    Inspection,
+    Inquiry,
+    Observation,
+}
+
+/// One attribute of one sampled item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    pub item: String,
+    pub attribute: String,
+    pub result: AttributeResult,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<String>,
+    pub evidence: String,
+    pub method: Method,
+}
+
+/// A control's population for the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopulationRecord {
+    pub count: u64,
+    /// SHA-256 of the item ids one per line, in population order.
+    pub sha256: String,
+    pub sources: Vec<String>,
+    pub items: Vec<String>,
+}
+
+/// What testing concluded about a control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Conclusion {
+    /// Sample exceptions within the tolerable rate.
+    Effective,
+    /// Sample exceptions above the tolerable rate.
+    Deficient,
+    /// Nothing to test: no population, or no automated test decides the control.
+    NotTested,
+    /// Disabled by the organization's tailoring.
+    Disabled,
+}
+
+/// One control's testing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlTest {
+    pub control: String,
+    pub population: PopulationRecord,
+    pub sample_size: SampleSize,
+    pub sample: Vec<Drawn>,
+    pub results: Vec<TestResult>,
+    /// Sampled items with at least one failed attribute.
+    pub exceptions: u64,
+    /// Reason codes over the whole population, not only the sample.
+    pub exceptions_by_code: BTreeMap<String, u64>,
+    pub deviation_rate: f64,
+    pub tolerable_rate: f64,
+    pub conclusion: Conclusion,
+    pub note: Option<String>,
+}
+
+/// Whether a deficiency is in how a control is designed or in how it operated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeficiencyKind {
+    Design,
+    OperatingEffectiveness,
+}
+
+/// A deficiency raised by testing; significance and management's response are filled in
+/// by people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deficiency {
+    pub id: String,
+    pub kind: DeficiencyKind,
+    /// The control (operating) or the risk (design).
+    pub subject: String,
+    pub description: String,
+    /// The failed sample items that raised it.
+    pub items: Vec<String>,
+    pub significance: Option<String>,
+    pub management_response: Option<String>,
+}
+
+/// The engagement's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Engagement {
+    pub period: (String, String),
+    pub seed: u64,
+    pub controls: Vec<ControlTest>,
+    pub design_deficiencies: Vec<DesignDeficiency>,
+    pub deficiencies: Vec<Deficiency>,
+}
+
+/// The key of a reconciliation row as a population item: the commit id, or for a
+/// deployment its system and id (one artifact may be deployed many times).
+pub fn item_key(row: &VerdictRow) -> String {
+    match &row.deployment {
+        Some(d) => format!("deployment:{d}"),
+        None => row.commit.clone(),
+    }
+}
+
+/// Runs the engagement over a reconciliation of the period.
+pub fn run(plan: &Plan<'_>, reconciliation: &Report) -> Result<Engagement, SamplingError> {
+    let mut controls = Vec::new();
+    for control in &plan.catalog.controls {
+        controls.push(test_control(plan, control, reconciliation)?);
+    }
+    let design_deficiencies = plan.catalog.design_deficiencies();
+    let mut deficiencies: Vec<Deficiency> = design_deficiencies
+        .iter()
+        .map(|d| Deficiency {
+            id: String::new(),
+            kind: DeficiencyKind::Design,
+            subject: d.risk.clone(),
+            description: format!("{} {}", d.description, d.reason),
+            items: Vec::new(),
+            significance: None,
+            management_response: None,
+        })
+        .collect();
+    for t in &controls {
+        if t.conclusion == Conclusion::Deficient {
+            let mut items: Vec<String> = t
+                .results
+                .iter()
+                .filter(|r| r.result == AttributeResult::Fail)
+                .map(|r| r.item.clone())
+                .collect();
+            items.dedup();
+            deficiencies.push(Deficiency {
+                id: String::new(),
+                kind: DeficiencyKind::OperatingEffectiveness,
+                subject: t.control.clone(),
+                description: format!(
+                    "{} of {} sampled items failed ({:.1} %, tolerable {:.1} %)",
+                    t.exceptions,
+                    t.sample.len(),
+                    t.deviation_rate * 100.0,
+                    t.tolerable_rate * 100.0
+                ),
+                items,
+                significance: None,
+                management_response: None,
+            });
+        }
+    }
+    for (i, d) in deficiencies.iter_mut().enumerate() {
+        d.id = format!("D-{:03}", i + 1);
+    }
+    Ok(Engagement {
+        period: plan.period.clone(),
+        seed: plan.seed,
+        controls,
+        design_deficiencies,
+        deficiencies,
+    })
+}
+
+fn automated_by_reconciliation(control: &Control) -> bool {
+    control.frequency == Frequency::PerChange
+        && control.attributes.iter().all(|a| {
+            RECONCILED.contains(&a.as_str())
+                || a == CHANGE_RECORD_EXISTS
+                || a == PROTECTION_RESPECTED
+        })
+}
+
+/// The control's attributes as they apply to one row; empty when none applies.
+fn row_results(control: &Control, row: &VerdictRow) -> Vec<TestResult> {
+    let key = item_key(row);
+    let mut out = Vec::new();
+    for name in &control.attributes {
+        let (result, codes, evidence) = match name.as_str() {
+            CHANGE_RECORD_EXISTS => match &row.change {
+                Some(id) => (
+                    AttributeResult::Pass,
+                    vec![],
+                    format!(
+                        "linked to `{id}` by {}",
+                        row.linked_by.as_deref().unwrap_or("?")
+                    ),
+                ),
+                None => (
+                    AttributeResult::Fail,
+                    row.exceptions
+                        .iter()
+                        .filter(|c| *c == "no_change_record" || *c == "unknown_change")
+                        .cloned()
+                        .collect(),
+                    "no change record covers this production change".to_string(),
+                ),
+            },
+            PROTECTION_RESPECTED if row.source != "commit" => continue,
+            PROTECTION_RESPECTED => {
+                let broken: Vec<String> = row
+                    .exceptions
+                    .iter()
+                    .filter(|c| PROTECTION_CODES.contains(&c.as_str()))
+                    .cloned()
+                    .collect();
+                if broken.is_empty() {
+                    (
+                        AttributeResult::Pass,
+                        vec![],
+                        "no bypass or forced push recorded".to_string(),
+                    )
+                } else {
+                    let notes = row.notes.join("; ");
+                    (AttributeResult::Fail, broken, notes)
+                }
+            }
+            other => match row.attributes.iter().find(|a| a.name == other) {
+                Some(a) if a.result != AttributeResult::NotApplicable => {
+                    (a.result, a.codes.clone(), a.evidence.clone())
+                }
+                // Nothing authorized, reviewed, tested or approved a change no record
+                // covers: it fails every attribute a change of its kind is tested on.
+                None if row.verdict == Verdict::Unauthorized
+                    && unauthorized_fails(&row.source, other) =>
+                {
+                    (
+                        AttributeResult::Fail,
+                        vec!["no_change_record".to_string()],
+                        "no change record covers this production change".to_string(),
+                    )
+                }
+                _ => continue,
+            },
+        };
+        out.push(TestResult {
+            item: key.clone(),
+            attribute: name.clone(),
+            result,
+            codes,
+            evidence,
+            method: Method::Reperformance,
+        });
+    }
+    out
+}
+
+/// The attributes an event of this source is always tested on, so that an unauthorized one
+/// fails them rather than falling out of the population.
+fn unauthorized_fails(source: &str, attribute: &str) -> bool {
+    match source {
+        "commit" => matches!(
+            attribute,
+            "authorized_before_work" | "independent_review" | "tests_passed"
+        ),
+        "deployment" => matches!(
+            attribute,
+            "approved_for_deployment" | "tests_passed" | "authorized_deployer"
+        ),
+        _ => false,
+    }
+}
+
+fn test_control(
+    plan: &Plan<'_>,
+    control: &Control,
+    reconciliation: &Report,
+) -> Result<ControlTest, SamplingError> {
+    let tolerable = plan
+        .attribute_plans
+        .get(&control.id)
+        .map_or(plan.tolerable_rate, |p| p.tolerable);
+    let risk = if plan.higher_risk.contains(&control.id) {
+        RiskLevel::Higher
+    } else {
+        RiskLevel::Lower
+    };
+    let empty = |conclusion, note: &str| -> Result<ControlTest, SamplingError> {
+        Ok(ControlTest {
+            control: control.id.clone(),
+            population: PopulationRecord {
+                count: 0,
+                sha256: population_hash(std::iter::empty()).sha256,
+                sources: vec![],
+                items: vec![],
+            },
+            sample_size: sample_size(control.frequency, risk, 0, plan.sizes, None)?,
+            sample: vec![],
+            results: vec![],
+            exceptions: 0,
+            exceptions_by_code: BTreeMap::new(),
+            deviation_rate: 0.0,
+            tolerable_rate: tolerable,
+            conclusion,
+            note: Some(note.to_string()),
+        })
+    };
+    if !control.enabled {
+        return empty(
+            Conclusion::Disabled,
+            "disabled by the organization's tailoring",
+        );
+    }
+    if !automated_by_reconciliation(control) {
+        return empty(
+            Conclusion::NotTested,
+            "no automated test decides this control; record manual results for it",
+        );
+    }
+    // The population: every event some attribute of the control applies to, with its
+    // results, in reconciliation order.
+    let mut population: Vec<(String, Vec<TestResult>)> = Vec::new();
+    for row in &reconciliation.events {
+        let results = row_results(control, row);
+        if !results.is_empty() {
+            population.push((item_key(row), results));
+        }
+    }
+    let items: Vec<String> = population.iter().map(|(k, _)| k.clone()).collect();
+    let hash = population_hash(items.iter().map(String::as_str));
+    let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, results) in &population {
+        let mut codes: Vec<&String> = results
+            .iter()
+            .filter(|r| r.result == AttributeResult::Fail)
+            .flat_map(|r| r.codes.iter())
+            .collect();
+        codes.sort();
+        codes.dedup();
+        for c in codes {
+            *exceptions_by_code.entry(c.clone()).or_default() += 1;
+        }
+    }
+    let size = sample_size(
+        control.frequency,
+        risk,
+        hash.count,
+        plan.sizes,
+        plan.attribute_plans.get(&control.id),
+    )?;
+    let sample = draw(plan.seed, &control.id, &items, size.size)?;
+    let by_item: BTreeMap<&str, &Vec<TestResult>> =
+        population.iter().map(|(k, r)| (k.as_str(), r)).collect();
+    let mut results = Vec::new();
+    let mut exceptions = 0;
+    for d in &sample {
+        let r = by_item[d.item.as_str()];
+        if r.iter().any(|x| x.result == AttributeResult::Fail) {
+            exceptions += 1;
+        }
+        results.extend(r.iter().cloned());
+    }
+    let deviation_rate = if sample.is_empty() {
+        0.0
+    } else {
+        exceptions as f64 / sample.len() as f64
+    };
+    let conclusion = if sample.is_empty() {
+        Conclusion::NotTested
+    } else if deviation_rate > tolerable {
+        Conclusion::Deficient
+    } else {
+        Conclusion::Effective
+    };
+    Ok(ControlTest {
+        control: control.id.clone(),
+        population: PopulationRecord {
+            count: hash.count,
+            sha256: hash.sha256,
+            sources: plan.sources.clone(),
+            items,
+        },
+        sample_size: size,
+        sample,
+        results,
+        exceptions,
+        exceptions_by_code,
+        deviation_rate,
+        tolerable_rate: tolerable,
+        conclusion,
+        note: None,
+    })
+}
+
+/// `summary.json`: per control its id, population, sample, exceptions and exceptions by
+/// code over the whole population.
+pub fn summary(e: &Engagement) -> serde_json::Value {
+    let controls: Vec<serde_json::Value> = e
+        .controls
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.control,
+                "population": t.population.count,
+                "sample": t.sample.len(),
+                "exceptions": t.exceptions,
+                "exceptions_by_code": t.exceptions_by_code,
+                "conclusion": t.conclusion,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "period": {"from": e.period.0, "to": e.period.1},
+        "seed": e.seed,
+        "controls": controls,
+        "design_deficiencies": e.design_deficiencies,
+        "deficiencies": e.deficiencies.len(),
+    })
+}
+
+/// `samples.csv`: one row per sampled item (control id, item id, population size, seed,
+/// rank), the same bytes for the same inputs and seed.
+pub fn samples_csv(e: &Engagement) -> String {
+    let mut out = String::from("control,item,population,seed,rank\n");
+    for t in &e.controls {
+        for d in &t.sample {
+            out.push_str(&format!(
+                "{},{},{},{},{}\n",
+                csv_field(&t.control),
+                csv_field(&d.item),
+                t.population.count,
+                e.seed,
+                d.rank
+            ));
+        }
+    }
+    out
+}
+
+/// A CSV field: quoted when it holds a separator, a quote or a line break, and kept from
+/// being read as a formula by a spreadsheet.
+pub fn csv_field(s: &str) -> String {
+    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
