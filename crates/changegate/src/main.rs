@@ -53,6 +53,8 @@ enum Command {
     Import(command::import::ImportCommand),
     /// Ask the deployment gate whether an artifact may go out (exit 0 allow, 1 deny).
     Gate(command::gate::Args),
+    /// Run an engagement over a period: populations, seeded samples, results, workpapers.
+    Audit(command::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => command::reconcile::run(args),
         Command::Import(cmd) => command::import::run(cmd),
         Command::Gate(args) => command::gate::run(args),
+        Command::Audit(args) => command::audit::run(args),
     };
     match result {
         Ok(code) => code,

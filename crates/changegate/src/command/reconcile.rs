@@ -71,15 +71,15 @@ struct Document<'a> {
 
 /// One warning of the report.
 #[derive(Serialize)]
-struct Warning {
+pub struct Warning {
     /// Stable, for tools: `population_dates_out_of_order`, `merge_contributors_truncated`.
-    code: &'static str,
-    message: String,
+    pub code: &'static str,
+    pub message: String,
 }
 
 /// The warning for a walk that `--since` ended in front of a commit committed at or after
 /// it.
-fn out_of_order_warning(stop: &EarlyStop, since: &str) -> Warning {
+pub fn out_of_order_warning(stop: &EarlyStop, since: &str) -> Warning {
     Warning {
         code: "population_dates_out_of_order",
         message: format!(
@@ -117,32 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (config, _) = crate::config::load(args.config.as_deref(), &data_dir)?;
     let rules = config.reconcile;
 
-    let history =
-        evidence::git::first_parent_history(&args.repo, &args.branch, &Range { since, until })
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut merges = evidence::git::Merges::open(&args.repo).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut events = Vec::with_capacity(history.commits.len());
-    let mut warnings = Vec::new();
-    for c in &history.commits {
-        let mut event = commit_event(c);
-        if c.parents.len() > 1 {
-            let merged = merges.brought_in(c).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if merged.truncated {
-                warnings.push(Warning {
-                    code: "merge_contributors_truncated",
-                    message: format!(
-                        "merge {} brought in more than {} commits; only the first {} were read \
-                         for its contributors",
-                        c.id,
-                        evidence::git::MERGED_LIMIT,
-                        evidence::git::MERGED_LIMIT
-                    ),
-                });
-            }
-            event.carried = merged.commits.iter().map(carried_commit).collect();
-        }
-        events.push(ProductionEvent::Commit(event));
-    }
+    let GitEvents {
+        history,
+        events,
+        mut warnings,
+    } = git_events(&args.repo, &args.branch, &Range { since, until })?;
 
     let (changes, found_evidence, users) = match &args.data {
         Some(dir) => load_records(dir, args.database_url.as_deref())?,
@@ -188,14 +167,61 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A branch's production change events over a range, read from git, with what a reader
+/// of the report must know about how they were drawn.
+pub struct GitEvents {
+    pub history: evidence::git::History,
+    pub events: Vec<ProductionEvent>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Reads the first-parent chain of `branch` over `range`, each merge with the commits it
+/// brought in.
+pub fn git_events(
+    repo: &std::path::Path,
+    branch: &str,
+    range: &Range,
+) -> anyhow::Result<GitEvents> {
+    let history = evidence::git::first_parent_history(repo, branch, range)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut merges = evidence::git::Merges::open(repo).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut events = Vec::with_capacity(history.commits.len());
+    let mut warnings = Vec::new();
+    for c in &history.commits {
+        let mut event = commit_event(c);
+        if c.parents.len() > 1 {
+            let merged = merges.brought_in(c).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if merged.truncated {
+                warnings.push(Warning {
+                    code: "merge_contributors_truncated",
+                    message: format!(
+                        "merge {} brought in more than {} commits; only the first {} were read \
+                         for its contributors",
+                        c.id,
+                        evidence::git::MERGED_LIMIT,
+                        evidence::git::MERGED_LIMIT
+                    ),
+                });
+            }
+            event.carried = merged.commits.iter().map(carried_commit).collect();
+        }
+        events.push(ProductionEvent::Commit(event));
+    }
+    Ok(GitEvents {
+        history,
+        events,
+        warnings,
+    })
+}
+
 /// Reads change records, evidence and users from a data directory, read-only.
-type Records = (
+pub type Records = (
     BTreeMap<String, domain::Change>,
     Vec<evidence::Evidence>,
     BTreeMap<String, UserFacts>,
 );
 
-fn load_records(dir: &std::path::Path, url: Option<&str>) -> anyhow::Result<Records> {
+pub fn load_records(dir: &std::path::Path, url: Option<&str>) -> anyhow::Result<Records> {
     let store = store::open_existing(dir, url)
         .with_context(|| format!("cannot open the change records in `{}`", dir.display()))?;
     let projection = server::projection::Projection::default();
@@ -251,7 +277,7 @@ fn carried_commit(c: &GitCommit) -> CarriedCommit {
 
 /// A day or an instant; a day means its first second for `--since` and its last for
 /// `--until`, in UTC.
-fn parse_bound(flag: &str, s: &str, end_of_day: bool) -> anyhow::Result<OffsetDateTime> {
+pub fn parse_bound(flag: &str, s: &str, end_of_day: bool) -> anyhow::Result<OffsetDateTime> {
     if let Ok(t) = domain::action::parse_instant(flag, s) {
         return Ok(t);
     }
@@ -271,7 +297,7 @@ fn parse_bound(flag: &str, s: &str, end_of_day: bool) -> anyhow::Result<OffsetDa
     Ok(t.assume_utc())
 }
 
-fn fmt(t: OffsetDateTime) -> String {
+pub fn fmt(t: OffsetDateTime) -> String {
     domain::action::format_instant(t)
 }
 

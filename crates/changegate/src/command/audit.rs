@@ -1,0 +1,335 @@
+//! `changegate audit`: run an engagement over a period. The production change events of
+//! the period (a branch's first-parent history with `--repo`, and the deployments and
+//! merges the ledger recorded) are reconciled against the change records, then every
+//! control in scope gets its population, a seeded sample and its attribute results.
+//!
+//! Everything is written to a fresh output directory, or nothing is: the files are first
+//! written to a sibling directory that is renamed into place at the end, and removed if
+//! any write fails.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use audit::catalog::{Catalog, Tailoring};
+use audit::engagement::{self, csv_field, Conclusion, Plan};
+use audit::sampling::SizeTable;
+use audit::{Inputs, ProductionEvent};
+use evidence::git::Range;
+use time::OffsetDateTime;
+
+use super::reconcile::{fmt, git_events, load_records, out_of_order_warning, parse_bound};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// First day (`2026-01-01`, from 00:00:00Z) or instant (RFC 3339) of the period.
+    #[arg(long)]
+    from: String,
+    /// Last day (`2026-12-31`, through 23:59:59Z) or instant of the period.
+    #[arg(long)]
+    to: String,
+    /// The sampling seed; the same seed and inputs draw the same samples.
+    #[arg(long)]
+    seed: u64,
+    /// The directory to write the workpapers to; it must not exist yet or be empty.
+    #[arg(long)]
+    out: PathBuf,
+    /// A changegate data directory: change records, evidence, deployments.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// PostgreSQL URL holding the records, instead of the data directory's SQLite.
+    #[arg(long, env = "CHANGEGATE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// A git repository whose protected branch's history is part of the population.
+    #[arg(long, requires = "branch")]
+    repo: Option<PathBuf>,
+    /// The protected branch of `--repo`.
+    #[arg(long, requires = "repo")]
+    branch: Option<String>,
+    /// Policy file the changes were decided under.
+    #[arg(long, env = "CHANGEGATE_POLICY")]
+    policy: Option<PathBuf>,
+    /// Config file with the `[reconcile]` rules.
+    #[arg(long, env = "CHANGEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The organization's tailoring of the control catalog (TOML: `disabled`, `changed`,
+    /// `added`, `added_risks`).
+    #[arg(long)]
+    controls: Option<PathBuf>,
+    /// Judge deadlines as of this instant instead of now, to reperform an earlier run.
+    #[arg(long)]
+    as_of: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let from = parse_bound("--from", &args.from, false)?;
+    let to = parse_bound("--to", &args.to, true)?;
+    if to < from {
+        anyhow::bail!("--to ({}) is before --from ({})", fmt(to), fmt(from));
+    }
+    if args.repo.is_none() && args.data.is_none() {
+        anyhow::bail!(
+            "nothing to audit: give --data (a changegate data directory), --repo and --branch \
+             (a git history), or both"
+        );
+    }
+    let as_of = match &args.as_of {
+        Some(t) => domain::action::parse_instant("--as-of", t).map_err(anyhow::Error::msg)?,
+        None => OffsetDateTime::now_utc(),
+    };
+    check_out(&args.out)?;
+    let policy = super::load_policy(args.policy.as_deref())?;
+    let data_dir = args.data.clone().unwrap_or_else(|| PathBuf::from("."));
+    let (config, _) = crate::config::load(args.config.as_deref(), &data_dir)?;
+    let rules = config.reconcile;
+    let catalog = match &args.controls {
+        None => Catalog::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let tailoring: Tailoring = toml::from_str(&text)
+                .with_context(|| format!("in the controls file `{}`", path.display()))?;
+            Catalog::default()
+                .tailored(&tailoring)
+                .with_context(|| format!("in the controls file `{}`", path.display()))?
+        }
+    };
+
+    let mut sources = Vec::new();
+    let mut warnings = Vec::new();
+    let mut events: Vec<ProductionEvent> = Vec::new();
+    if let (Some(repo), Some(branch)) = (&args.repo, &args.branch) {
+        let range = Range {
+            since: Some(from),
+            until: Some(to),
+        };
+        let git = git_events(repo, branch, &range)?;
+        if let Some(stop) = &git.history.stopped_early {
+            warnings.push(out_of_order_warning(stop, &fmt(from)));
+        }
+        warnings.extend(git.warnings);
+        sources.push(format!(
+            "git: first-parent history of {} in {} at {}, {} commits",
+            git.history.branch,
+            git.history.repository,
+            git.history.head,
+            git.events.len()
+        ));
+        events.extend(git.events);
+    }
+    let records = match &args.data {
+        Some(dir) => {
+            let (recorded, checkpoint) = ledger_events(dir, args.database_url.as_deref(), &rules)?;
+            let in_period: Vec<ProductionEvent> = recorded
+                .into_iter()
+                .filter(|e| in_period(e, from, to))
+                // With a git history, its commits are the commit population; the ledger
+                // adds what git cannot show: deployments.
+                .filter(|e| args.repo.is_none() || matches!(e, ProductionEvent::Deployment(_)))
+                .collect();
+            sources.push(format!(
+                "ledger: {} production change events recorded in {}, {checkpoint}",
+                in_period.len(),
+                dir.display()
+            ));
+            events.extend(in_period);
+            load_records(dir, args.database_url.as_deref())?
+        }
+        None => Default::default(),
+    };
+    let (changes, found_evidence, users) = records;
+    let report = audit::reconcile(&Inputs {
+        events: &events,
+        evidence: &found_evidence,
+        changes: &changes,
+        users: &users,
+        policy: &policy,
+        rules: &rules,
+        as_of,
+    });
+    let sizes = SizeTable::default();
+    let plans = Default::default();
+    let plan = Plan {
+        period: (fmt(from), fmt(to)),
+        seed: args.seed,
+        catalog: &catalog,
+        sizes: &sizes,
+        attribute_plans: &plans,
+        higher_risk: &[],
+        tolerable_rate: 0.05,
+        sources,
+    };
+    let e = engagement::run(&plan, &report).context("cannot draw the samples")?;
+
+    for w in &warnings {
+        eprintln!("warning: {}", w.message);
+    }
+    let staging = staging_dir(&args.out)?;
+    let written = (|| -> anyhow::Result<()> {
+        write_json(&staging.join("summary.json"), &engagement::summary(&e))?;
+        write_json(&staging.join("engagement.json"), &e)?;
+        write_json(
+            &staging.join("reconciliation.json"),
+            &serde_json::json!({"warnings": warnings, "report": report}),
+        )?;
+        write_text(&staging.join("samples.csv"), &engagement::samples_csv(&e))?;
+        write_text(
+            &staging.join("risk-control-matrix.csv"),
+            &matrix_csv(&catalog),
+        )?;
+        check_out(&args.out)?;
+        if args.out.exists() {
+            std::fs::remove_dir(&args.out)
+                .with_context(|| format!("cannot replace `{}`", args.out.display()))?;
+        }
+        std::fs::rename(&staging, &args.out).with_context(|| {
+            format!(
+                "cannot move the workpapers from `{}` to `{}`",
+                staging.display(),
+                args.out.display()
+            )
+        })
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    print_summary(&e, &args.out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses an output directory that holds anything: no earlier workpaper may be mixed
+/// with these.
+fn check_out(out: &Path) -> anyhow::Result<()> {
+    if out.exists() {
+        let empty = out
+            .read_dir()
+            .with_context(|| format!("`{}` is not a directory", out.display()))?
+            .next()
+            .is_none();
+        if !empty {
+            anyhow::bail!(
+                "`{}` already holds files: give a new directory, so that no earlier \
+                 workpaper is mixed with these",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A fresh directory beside `out` to write into.
+fn staging_dir(out: &Path) -> anyhow::Result<PathBuf> {
+    let name = out
+        .file_name()
+        .with_context(|| format!("`{}` names no directory", out.display()))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let staging = parent.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create `{}`", staging.display()))?;
+    Ok(staging)
+}
+
+/// The production change events the ledger shows, and the checkpoint they were read at.
+fn ledger_events(
+    dir: &Path,
+    url: Option<&str>,
+    rules: &audit::Rules,
+) -> anyhow::Result<(Vec<ProductionEvent>, String)> {
+    let store = store::open_existing(dir, url)
+        .with_context(|| format!("cannot open the records in `{}`", dir.display()))?;
+    let projection = server::projection::Projection::default();
+    let events = projection
+        .read(store.as_ref(), |s| s.production_events(rules))
+        .context("cannot read the ledger")?;
+    let checkpoint = match store.latest_checkpoint()? {
+        Some(c) => format!(
+            "ledger checkpoint of size {} and root {}",
+            c.size,
+            hex::encode(c.root)
+        ),
+        None => "no ledger checkpoint".to_string(),
+    };
+    Ok((events, checkpoint))
+}
+
+fn in_period(e: &ProductionEvent, from: OffsetDateTime, to: OffsetDateTime) -> bool {
+    let at = match e {
+        ProductionEvent::Commit(c) => &c.commit_time,
+        ProductionEvent::Deployment(d) => &d.at,
+    };
+    domain::action::parse_instant("time", at).is_ok_and(|t| t >= from && t <= to)
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut w, value)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    w.write_all(b"\n")?;
+    w.flush()
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+fn matrix_csv(catalog: &Catalog) -> String {
+    let mut out = String::from("risk,description,controls,disabled_controls,design_deficiency\n");
+    for row in catalog.matrix() {
+        out.push_str(&format!(
+            "{},{},{},{},{}\n",
+            csv_field(&row.risk),
+            csv_field(&row.description),
+            csv_field(&row.controls.join(" ")),
+            csv_field(&row.disabled.join(" ")),
+            if row.controls.is_empty() { "yes" } else { "no" }
+        ));
+    }
+    out
+}
+
+fn print_summary(e: &engagement::Engagement, out: &Path) {
+    println!(
+        "engagement {} .. {}, seed {}: {} controls",
+        e.period.0,
+        e.period.1,
+        e.seed,
+        e.controls.len()
+    );
+    println!(
+        "{:<8} {:>10} {:>7} {:>10}  conclusion",
+        "control", "population", "sample", "exceptions"
+    );
+    for t in &e.controls {
+        let conclusion = match t.conclusion {
+            Conclusion::Effective => "effective",
+            Conclusion::Deficient => "deficient",
+            Conclusion::NotTested => "not tested",
+            Conclusion::Disabled => "disabled",
+        };
+        println!(
+            "{:<8} {:>10} {:>7} {:>10}  {conclusion}",
+            t.control,
+            t.population.count,
+            t.sample.len(),
+            t.exceptions
+        );
+    }
+    println!(
+        "deficiencies: {} ({} of design)",
+        e.deficiencies.len(),
+        e.design_deficiencies.len()
+    );
+    println!("workpapers in {}", out.display());
+}

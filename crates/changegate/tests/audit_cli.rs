@@ -1,0 +1,185 @@
+//! `changegate audit` end to end on a git repository built in the test: the population ties
+//! to git's own list, the same seed writes the same samples, another seed other ones, and
+//! an output directory that already holds files is refused with nothing written.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_changegate"))
+        .args(args)
+        .output()
+        .expect("changegate runs")
+}
+
+fn git(dir: &Path, args: &[&str], at: &str) -> String {
+    let out = Command::new("git")
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "alice")
+        .env("GIT_AUTHOR_EMAIL", "alice@corp.example")
+        .env("GIT_COMMITTER_NAME", "alice")
+        .env("GIT_COMMITTER_EMAIL", "alice@corp.example")
+        .env("GIT_AUTHOR_DATE", at)
+        .env("GIT_COMMITTER_DATE", at)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// 40 direct pushes in May 2026, one a day at most apart, and one in June.
+fn repository(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"], "2026-04-30T00:00:00Z");
+    for i in 0..40 {
+        let at = format!("2026-05-{:02}T{:02}:00:00Z", 1 + i / 2, 8 + i % 2);
+        git(
+            dir,
+            &["commit", "-q", "--allow-empty", "-m", &format!("fix {i}")],
+            &at,
+        );
+    }
+    git(
+        dir,
+        &["commit", "-q", "--allow-empty", "-m", "june"],
+        "2026-06-02T08:00:00Z",
+    );
+}
+
+fn audit(repo: &Path, out: &Path, seed: &str) -> Output {
+    run(&[
+        "audit",
+        "--from",
+        "2026-05-01",
+        "--to",
+        "2026-05-31",
+        "--seed",
+        seed,
+        "--out",
+        out.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+        "--branch",
+        "main",
+        "--as-of",
+        "2026-06-01T00:00:00Z",
+    ])
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn an_engagement_over_a_git_history_is_reproducible_from_its_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repository(&repo);
+
+    let first = tmp.path().join("first");
+    let out = audit(&repo, &first, "42");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("CM-16"), "{stdout}");
+
+    let summary: Value = serde_json::from_str(&read(&first.join("summary.json"))).unwrap();
+    let cm16 = summary["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "CM-16")
+        .unwrap();
+    let listed = git(
+        &repo,
+        &[
+            "rev-list",
+            "--first-parent",
+            "--since=2026-05-01T00:00:00Z",
+            "--until=2026-05-31T23:59:59Z",
+            "--count",
+            "main",
+        ],
+        "2026-06-03T00:00:00Z",
+    );
+    assert_eq!(cm16["population"].to_string(), listed);
+    assert_eq!(cm16["population"], 40);
+    assert_eq!(cm16["sample"], 25, "per change, lower risk: 25 of 40");
+    assert_eq!(cm16["exceptions_by_code"]["no_change_record"], 40);
+
+    // The same seed draws the same samples; another seed other ones.
+    let again = tmp.path().join("again");
+    assert!(audit(&repo, &again, "42").status.success());
+    assert_eq!(
+        read(&first.join("samples.csv")),
+        read(&again.join("samples.csv"))
+    );
+    assert_eq!(
+        read(&first.join("summary.json")),
+        read(&again.join("summary.json"))
+    );
+    let other = tmp.path().join("other");
+    assert!(audit(&repo, &other, "43").status.success());
+    assert_ne!(
+        read(&first.join("samples.csv")),
+        read(&other.join("samples.csv"))
+    );
+
+    for file in [
+        "engagement.json",
+        "reconciliation.json",
+        "risk-control-matrix.csv",
+    ] {
+        assert!(first.join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
+fn an_output_directory_with_files_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repository(&repo);
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join("notes.txt"), "mine").unwrap();
+    let out = audit(&repo, &out_dir, "1");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already holds files"), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert_eq!(names.len(), 1);
+    // No staging directory was left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    let out = run(&[
+        "audit",
+        "--from",
+        "2026-05-01",
+        "--to",
+        "2026-05-31",
+        "--seed",
+        "1",
+        "--out",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to audit"));
+}
