@@ -103,8 +103,8 @@ pub fn parse_deployment(body: &[u8], token_owner: &str) -> Result<Deployment, Pa
     Ok(Deployment {
         host: Host::Pipeline,
         id: text(&root, "id")?.unwrap_or_default(),
-        system: required(&root, "system")?,
-        environment: required(&root, "environment")?,
+        system: name(&root, "system")?,
+        environment: name(&root, "environment")?,
         artifact: artifact(&root)?,
         actor: Identity {
             login: token_owner.to_string(),
@@ -123,8 +123,8 @@ pub fn parse_gate_request(body: &[u8]) -> Result<GateRequest, ParseError> {
     let value = read_strict(body, &GATE_FIELDS)?;
     let root = Node::root(&value);
     Ok(GateRequest {
-        system: required(&root, "system")?,
-        environment: required(&root, "environment")?,
+        system: name(&root, "system")?,
+        environment: name(&root, "environment")?,
         artifact: artifact(&root)?,
         actor: text(&root, "actor")?,
     })
@@ -199,6 +199,23 @@ fn text(root: &Node, name: &str) -> Result<Option<String>, ParseError> {
     Ok(Some(value.to_string()))
 }
 
+/// A system or environment name: letters, digits and `-_./:@` and spaces, in ASCII, so that
+/// a look-alike (a zero-width character, a full-width letter) cannot pass for another name
+/// and slip past the production rules.
+fn name(root: &Node, field: &str) -> Result<String, ParseError> {
+    let value = required(root, field)?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || " -_./:@".contains(c);
+    if let Some(bad) = value.chars().find(|c| !plain(*c)) {
+        return Err(root.req(field)?.error(format!(
+            "`{}` holds {:?} (U+{:04X}): names are ASCII letters, digits, spaces and `-_./:@`",
+            value.escape_debug(),
+            bad,
+            u32::from(bad)
+        )));
+    }
+    Ok(value)
+}
+
 fn required(root: &Node, name: &str) -> Result<String, ParseError> {
     text(root, name)?.ok_or_else(|| ParseError::field(name, "is missing"))
 }
@@ -237,11 +254,15 @@ fn artifact(root: &Node) -> Result<String, ParseError> {
     Ok(value)
 }
 
+/// A commit a deployment carries: a full id (40 or 64 hex digits), since an abbreviation
+/// could name a commit made later to match it.
 fn commit_id(node: &Node, value: &str) -> Result<String, ParseError> {
-    if (7..=64).contains(&value.len()) && is_hex(value) {
+    if matches!(value.len(), 40 | 64) && is_hex(value) {
         Ok(value.to_ascii_lowercase())
     } else {
-        Err(node.error(format!("`{value}` is not a commit id (7 to 64 hex digits)")))
+        Err(node.error(format!(
+            "`{value}` is not a full commit id (40 or 64 hex digits)"
+        )))
     }
 }
 

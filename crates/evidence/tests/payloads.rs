@@ -1213,7 +1213,7 @@ fn a_full_deployment_report_is_read_with_the_token_owner_as_actor() {
         "time": "2026-07-13T20:26:50+02:00",
         "id": "run-8812",
         "status": "success",
-        "commits": ["7b5a809ab03679215c55926f7d111156ec98b865", "7682a24"],
+        "commits": ["7b5a809ab03679215c55926f7d111156ec98b865", "7682A248AD73D204EB94D9EAB840C6FE41B8963D"],
         "description": "release 4.2",
         "actor": "ci-payments"
     });
@@ -1228,7 +1228,10 @@ fn a_full_deployment_report_is_read_with_the_token_owner_as_actor() {
     assert_eq!(d.status.as_deref(), Some("success"));
     assert_eq!(
         d.commits,
-        vec!["7b5a809ab03679215c55926f7d111156ec98b865", "7682a24"]
+        vec![
+            "7b5a809ab03679215c55926f7d111156ec98b865",
+            "7682a248ad73d204eb94d9eab840c6fe41b8963d"
+        ]
     );
     assert_eq!(d.description.as_deref(), Some("release 4.2"));
 
@@ -1308,6 +1311,20 @@ fn deployment_reports_are_refused_field_by_field() {
         assert!(
             matches!(&err, ParseError::Field { field, .. } if field == "artifact"),
             "{artifact}: {err}"
+        );
+    }
+    // An abbreviation could name a commit made later to match it.
+    let err = refuse(&|b| b["commits"] = json!([&SHA[..12]]));
+    assert!(
+        matches!(&err, ParseError::Field { field, .. } if field == "commits[0]"),
+        "{err}"
+    );
+    // Look-alikes of a production name cannot pass for another name.
+    for env in ["production\u{200b}", "\u{ff50}rod", "prod\u{0301}"] {
+        let err = refuse(&|b| b["environment"] = json!(env));
+        assert!(
+            matches!(&err, ParseError::Field { field, .. } if field == "environment"),
+            "{env:?}: {err}"
         );
     }
     let err = refuse(&|b| b["commits"] = json!([SHA, "nope"]));

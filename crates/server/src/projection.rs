@@ -52,6 +52,16 @@ pub struct State {
     approval_facts: RefCell<HashMap<String, (u64, ApprovalFacts)>>,
 }
 
+/// A change an artifact is linked to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactLink {
+    pub change: String,
+    /// `None` when the change's own approval or implementation names the artifact; else
+    /// when the evidence that links it happened (a merge, a push), RFC 3339, empty when the
+    /// evidence did not say.
+    pub evidence_at: Option<String>,
+}
+
 /// What the deployment gate concludes from a change's approvals alone. Computing it digests
 /// the change's content once per approval step, so it is kept per change version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,18 +109,35 @@ impl State {
 
     /// The changes whose approval, implementation or linked pull request names exactly this
     /// artifact (a commit id or a digest, in any case), and those named by the message of a
-    /// commit with this id pushed to one of the `protected` branches.
+    /// commit with this id pushed, not forced, to one of the `protected` branches.
     pub fn changes_for_artifact(&self, artifact: &str, protected: &[String]) -> Vec<String> {
-        let a = artifact.trim().to_lowercase();
         let mut out: Vec<String> = Vec::new();
-        let mut add = |id: &String| {
-            if !out.contains(id) {
-                out.push(id.clone());
+        for link in self.artifact_links(artifact, protected) {
+            if !out.contains(&link.change) {
+                out.push(link.change);
+            }
+        }
+        out
+    }
+
+    /// How each change is linked to this artifact (see [`State::changes_for_artifact`]).
+    pub fn artifact_links(&self, artifact: &str, protected: &[String]) -> Vec<ArtifactLink> {
+        let a = artifact.trim().to_lowercase();
+        let mut out: Vec<ArtifactLink> = Vec::new();
+        for id in self.artifacts.get(&a).into_iter().flatten() {
+            out.push(ArtifactLink {
+                change: id.clone(),
+                evidence_at: None,
+            });
+        }
+        let mut add = |ids: Vec<String>, at: Option<&String>| {
+            for id in ids.into_iter().filter(|id| self.changes.contains_key(id)) {
+                out.push(ArtifactLink {
+                    change: id,
+                    evidence_at: Some(at.cloned().unwrap_or_default()),
+                });
             }
         };
-        if let Some(ids) = self.artifacts.get(&a) {
-            ids.iter().for_each(&mut add);
-        }
         for e in &self.evidence {
             if let Evidence::PullRequest(pr) = e {
                 let landed = [&pr.merge_commit_sha, &pr.squash_commit_sha]
@@ -120,14 +147,13 @@ impl State {
                 if pr.state == PullRequestState::Merged && landed {
                     let mut ids = evidence::change_ids(&pr.title);
                     ids.extend(evidence::change_ids(&pr.head_ref));
-                    ids.iter()
-                        .filter(|id| self.changes.contains_key(*id))
-                        .for_each(&mut add);
+                    add(ids, pr.merged_at.as_ref());
                 }
             }
             if let Evidence::Push(p) = e {
                 let branch = p.git_ref.strip_prefix("refs/heads/").unwrap_or("");
-                if p.deleted || !protected.iter().any(|b| b == branch) {
+                // A forced push rewrote the branch: what it claims links nothing.
+                if p.deleted || p.forced || !protected.iter().any(|b| b == branch) {
                     continue;
                 }
                 for c in p
@@ -135,10 +161,10 @@ impl State {
                     .iter()
                     .filter(|c| same_ref(&c.id.to_lowercase(), &a))
                 {
-                    evidence::change_ids(&c.subject)
-                        .iter()
-                        .filter(|id| self.changes.contains_key(*id))
-                        .for_each(&mut add);
+                    add(
+                        evidence::change_ids(&c.subject),
+                        c.at.as_ref().or(p.at.as_ref()),
+                    );
                 }
             }
         }

@@ -18,6 +18,7 @@ on_every_backend!(
     a_real_unreviewed_merge_shows_up_as_unauthorized,
     gitlab_deliveries_need_the_secret_token,
     an_emergency_fix_pushed_to_the_branch_passes_the_gate_pending_approval,
+    an_approval_naming_no_artifact_covers_only_what_was_linked_before_it,
 );
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -561,19 +562,16 @@ async fn an_emergency_fix_pushed_to_the_branch_passes_the_gate_pending_approval(
     assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
 
     // The fix reaches the protected branch with the change id in its message.
-    let mut push: Value =
-        serde_json::from_slice(&fixture("reallyfastci-capture/webhook-push-to-master.json"))
-            .unwrap();
-    push["after"] = json!(fix);
-    let commit = &mut push["commits"][0];
-    commit["id"] = json!(fix);
-    commit["message"] = json!(format!("{id}: stop the refund loop"));
-    push["commits"] = json!([push["commits"][0].clone()]);
-    push["head_commit"] = push["commits"][0].clone();
-    let body = serde_json::to_vec(&push).unwrap();
-    let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), &body);
-    let (status, v) = deliver_github(&app, "push", "e-1", &body, Some(sig)).await;
-    assert_eq!(status, 202, "{v}");
+    let at = fmt(app.now());
+    push_naming(
+        &app,
+        fix,
+        &format!("{id}: stop the refund loop"),
+        &at,
+        false,
+        "e-1",
+    )
+    .await;
 
     let v = gate(&app, "ci", ask.clone()).await;
     assert_eq!(v["decision"], "allow", "{v}");
@@ -587,5 +585,87 @@ async fn an_emergency_fix_pushed_to_the_branch_passes_the_gate_pending_approval(
                "artifact": "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5f"}),
     )
     .await;
+    assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
+
+    // An emergency is for now: days later, the same fix no longer passes as one.
+    app.advance(Duration::hours(73));
+    let v = gate(&app, "ci", ask).await;
+    assert_eq!(codes(&v), vec!["emergency_expired"], "{v}");
+}
+
+/// Delivers a signed GitHub push of one commit to `master`.
+async fn push_naming(
+    app: &TestApp,
+    sha: &str,
+    message: &str,
+    at: &str,
+    forced: bool,
+    delivery: &str,
+) {
+    let mut push: Value =
+        serde_json::from_slice(&fixture("reallyfastci-capture/webhook-push-to-master.json"))
+            .unwrap();
+    push["after"] = json!(sha);
+    push["forced"] = json!(forced);
+    let commit = &mut push["commits"][0];
+    commit["id"] = json!(sha);
+    commit["message"] = json!(message);
+    commit["timestamp"] = json!(at);
+    push["commits"] = json!([push["commits"][0].clone()]);
+    push["head_commit"] = push["commits"][0].clone();
+    let body = serde_json::to_vec(&push).unwrap();
+    let sig = evidence::signature::sign_github(GITHUB_SECRET.as_bytes(), &body);
+    let (status, v) = deliver_github(app, "push", delivery, &body, Some(sig)).await;
+    assert_eq!(status, 202, "{v}");
+}
+
+async fn an_approval_naming_no_artifact_covers_only_what_was_linked_before_it(app: TestApp) {
+    let id = app.normal_change_at("tested").await;
+    // Reviewed work that reached the branch before the approval.
+    let before = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+    let at = fmt(app.now() - Duration::minutes(1));
+    push_naming(
+        &app,
+        before,
+        &format!("{id} refund codes"),
+        &at,
+        false,
+        "n-1",
+    )
+    .await;
+    let start = fmt(app.now() - Duration::hours(1));
+    let end = fmt(app.now() + Duration::days(2));
+    let v = app
+        .act(
+            "frank",
+            &id,
+            json!({"action": "approve_deployment", "window_start": start, "window_end": end}),
+        )
+        .await;
+    assert_eq!(v["stage"], "approved_for_deployment", "{v}");
+    let ask = |artifact: &str| json!({"system": "payments", "environment": "production", "artifact": artifact});
+    let v = gate(&app, "ci", ask(before)).await;
+    assert_eq!(v["decision"], "allow", "{v}");
+
+    // A commit that names the change after it was approved is content nobody approved.
+    let after = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+    let at = fmt(app.now() + Duration::minutes(1));
+    push_naming(
+        &app,
+        after,
+        &format!("{id} one more thing"),
+        &at,
+        false,
+        "n-2",
+    )
+    .await;
+    let v = gate(&app, "ci", ask(after)).await;
+    assert_eq!(codes(&v), vec!["artifact_not_approved"], "{v}");
+
+    // A forced push links nothing, whatever its message claims.
+    let forced = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
+    let at = fmt(app.now() - Duration::minutes(30));
+    push_naming(&app, forced, &format!("{id} rewritten"), &at, true, "n-3").await;
+    let v = gate(&app, "ci", ask(forced)).await;
     assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
 }

@@ -165,11 +165,11 @@ async fn record_delivery(
     parsed: Result<Vec<Evidence>, ParseError>,
 ) -> Result<Response, ApiError> {
     let body_sha256 = digest(body);
-    // Without a delivery id the body's digest names it: a byte-identical resend is the same.
-    let key = delivery
-        .clone()
-        .unwrap_or_else(|| format!("sha256:{body_sha256}"));
-    let subject = format!("delivery:{host}:{key}");
+    // A delivery is the same only when its id, its event and its bytes are: a code host's
+    // redelivery is recognized, while something else sent under a taken id (or a copy that
+    // was mangled on the way first) is still recorded.
+    let key = delivery.clone().unwrap_or_default();
+    let subject = format!("delivery:{host}:{key}:{event}:sha256:{body_sha256}");
     let source = serde_json::json!({
         "host": host, "event": event, "delivery": delivery, "body_sha256": body_sha256,
     });
@@ -593,7 +593,19 @@ pub async fn gate(
                 ));
             }
         }
-        let deployer = req.actor.clone().unwrap_or_else(|| user.name.clone());
+        // A pipeline names the person by their code-host login; the configured aliases
+        // say which changegate user that is.
+        let deployer = match req.actor.as_deref() {
+            Some(actor) if user.machine => st
+                .evidence
+                .settings
+                .rules
+                .aliases
+                .iter()
+                .find(|(_, names)| names.iter().any(|n| n.trim().eq_ignore_ascii_case(actor)))
+                .map_or_else(|| actor.to_string(), |(name, _)| name.clone()),
+            _ => user.name.clone(),
+        };
         let (change, reasons) = st
             .evidence
             .projection
@@ -650,6 +662,41 @@ pub async fn gate(
     }))
 }
 
+/// When every link between the change and the artifact is evidence from after the change's
+/// last deployment approval, why that artifact is not covered.
+fn linked_only_after_approval(
+    change: &Change,
+    links: &[crate::projection::ArtifactLink],
+) -> Option<String> {
+    let approved_at = change
+        .valid_approvals(ApprovalStep::Deployment)
+        .filter_map(|a| domain::action::parse_instant("at", &a.at).ok())
+        .max()?;
+    let mut latest = None;
+    for link in links.iter().filter(|l| l.change == change.id) {
+        let Some(at) = &link.evidence_at else {
+            return None;
+        };
+        match domain::action::parse_instant("at", at) {
+            // Whole seconds: git and code hosts record no finer.
+            Ok(t) if t.replace_nanosecond(0).ok()? <= approved_at => return None,
+            Ok(t) => latest = Some(t),
+            // Evidence that does not say when it happened cannot show it came first.
+            Err(_) => {}
+        }
+    }
+    Some(format!(
+        "`{}` was approved for deployment at {} without naming an artifact, and this one is \
+         linked to it only by evidence from {}, after the approval",
+        change.id,
+        domain::action::format_instant(approved_at),
+        latest.map_or(
+            "an unknown time".to_string(),
+            domain::action::format_instant
+        )
+    ))
+}
+
 /// Reasons that explain an allow rather than cause a deny.
 const ALLOW_CODES: &[&str] = &[
     "approved",
@@ -679,11 +726,15 @@ fn judge_gate(
             )],
         );
     }
-    let candidates: Vec<&Change> = s
-        .changes_for_artifact(&req.artifact, &rules.protected_branches)
-        .iter()
-        .filter_map(|id| s.changes.get(id))
-        .collect();
+    let links = s.artifact_links(&req.artifact, &rules.protected_branches);
+    let mut candidates: Vec<&Change> = Vec::new();
+    for link in &links {
+        if let Some(c) = s.changes.get(&link.change) {
+            if !candidates.iter().any(|x| x.id == c.id) {
+                candidates.push(c);
+            }
+        }
+    }
     if candidates.is_empty() {
         return (
             None,
@@ -693,17 +744,26 @@ fn judge_gate(
             )],
         );
     }
-    // Prefer a change that is ready to deploy; otherwise judge the most recent one.
-    let change = candidates
+    // Judge the change for this system when one covers it (one artifact may be approved
+    // for several systems by several changes); among those, one that is ready to deploy,
+    // else an emergency not yet implemented, else the most recent.
+    let covers = |c: &&Change| c.systems.is_empty() || c.systems.iter().any(|x| x == &req.system);
+    let for_system: Vec<&Change> = candidates.iter().copied().filter(covers).collect();
+    let pool = if for_system.is_empty() {
+        &candidates
+    } else {
+        &for_system
+    };
+    let change = pool
         .iter()
         .copied()
         .find(|c| c.stage == Stage::ApprovedForDeployment)
         .or_else(|| {
-            candidates.iter().copied().find(|c| {
+            pool.iter().copied().find(|c| {
                 c.change_type == ChangeType::Emergency && c.stage.is_before_implementation()
             })
         })
-        .unwrap_or_else(|| candidates[candidates.len() - 1]);
+        .unwrap_or_else(|| pool[pool.len() - 1]);
     let mut reasons = Vec::new();
     let model = policy.model(change.change_type, change.category, change.testable);
     if !change.systems.is_empty() && !change.systems.iter().any(|x| x == &req.system) {
@@ -722,13 +782,29 @@ fn judge_gate(
         && change.stage != Stage::Deferred
         && change.stage != Stage::ApprovedForDeployment;
     if emergency {
-        reasons.push(reason(
-            "emergency_retroactive_approval_due",
-            format!(
-                "`{}` is an emergency change: it may go out now and must be approved within {} hours",
-                change.id, policy.emergency_approval_window_hours
-            ),
-        ));
+        // An emergency is for now: one requested longer ago than its approval window is
+        // no longer a way past the gate.
+        let window = time::Duration::hours(i64::from(policy.emergency_approval_window_hours));
+        let requested = domain::action::parse_instant("created_at", &change.created_at).ok();
+        if requested.is_none_or(|r| now - r > window) {
+            reasons.push(reason(
+                "emergency_expired",
+                format!(
+                    "`{}` was requested at {}, more than {} hours ago: an emergency that old \
+                     goes through approval for deployment",
+                    change.id, change.created_at, policy.emergency_approval_window_hours
+                ),
+            ));
+        } else {
+            reasons.push(reason(
+                "emergency_retroactive_approval_due",
+                format!(
+                    "`{}` is an emergency change: it may go out now and must be approved \
+                     within {} hours",
+                    change.id, policy.emergency_approval_window_hours
+                ),
+            ));
+        }
     } else if change.stage != Stage::ApprovedForDeployment {
         reasons.push(reason(
             "not_approved_for_deployment",
@@ -767,6 +843,10 @@ fn judge_gate(
                     ),
                 ));
             }
+        } else if let Some(late) = linked_only_after_approval(change, &links) {
+            // The approval named no artifact, so it covers what its evidence showed when it
+            // was given; a commit that arrived later is content nobody approved.
+            reasons.push(reason("artifact_not_approved", late));
         }
         match &change.window {
             Some(w) => {
