@@ -13,6 +13,8 @@
 use std::sync::Arc;
 
 use audit::{Inputs, ProductionEvent, Rules, UserFacts, Verdict, VerdictRow};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -47,6 +49,10 @@ pub struct EvidenceHub {
     pub notifier: Notifier,
     /// Reconciliation rows already announced, so that each is notified once per run.
     announced: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Held while a background reconciliation runs.
+    reconciling: tokio::sync::Mutex<()>,
+    /// Evidence arrived since the last background reconciliation began.
+    reconcile_wanted: AtomicBool,
 }
 
 impl EvidenceHub {
@@ -56,6 +62,8 @@ impl EvidenceHub {
             projection: Projection::default(),
             notifier,
             announced: Default::default(),
+            reconciling: tokio::sync::Mutex::new(()),
+            reconcile_wanted: AtomicBool::new(false),
         }
     }
 }
@@ -235,7 +243,7 @@ async fn record_delivery(
                 kinds,
                 reason,
             };
-            after_evidence(state).await;
+            after_evidence(state);
             Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
         }
         Err(ServiceError::Store(StoreError::Duplicate { seq, .. })) => Ok((
@@ -252,15 +260,36 @@ async fn record_delivery(
     }
 }
 
-/// Reconciles what the evidence shows now and notifies about events not seen before.
-async fn after_evidence(state: &AppState) {
+/// Has what the evidence shows now reconciled, and notified about events not seen before,
+/// in the background. A burst of deliveries is reconciled once or twice, not once per
+/// delivery: while a run goes, later requests only ask for one more run after it.
+fn after_evidence(state: &AppState) {
+    let hub = &state.evidence;
+    hub.reconcile_wanted.store(true, Ordering::SeqCst);
     let state = state.clone();
-    let result =
-        tokio::task::spawn_blocking(move || reconcile_now(&state).map(|r| (r, state))).await;
-    let Ok(Ok((report, state))) = result else {
-        return;
-    };
-    notify_new(&state, &report);
+    tokio::spawn(async move {
+        loop {
+            let hub = &state.evidence;
+            let Ok(_running) = hub.reconciling.try_lock() else {
+                // The run under way sees the request when it finishes.
+                return;
+            };
+            while hub.reconcile_wanted.swap(false, Ordering::SeqCst) {
+                let st = state.clone();
+                match tokio::task::spawn_blocking(move || reconcile_now(&st)).await {
+                    Ok(Ok(report)) => notify_new(&state, &report),
+                    Ok(Err(e)) => tracing::warn!(error = %e.message, "reconciliation failed"),
+                    Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+                }
+            }
+            drop(_running);
+            // A request that came in between the last check and the release found the
+            // lock taken: take it up here.
+            if !hub.reconcile_wanted.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    });
 }
 
 /// Marks what the ledger already shows as announced, so that a restarted server notifies
