@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use domain::{ApprovalStep, Change};
+
 use crate::catalog::{Catalog, Control, DesignDeficiency};
 use crate::reconcile::{population_hash, AttributeResult, Report, Verdict, VerdictRow};
 use crate::sampling::{
@@ -170,10 +172,18 @@ pub fn item_key(row: &VerdictRow) -> String {
 }
 
 /// Runs the engagement over a reconciliation of the period.
-pub fn run(plan: &Plan<'_>, reconciliation: &Report) -> Result<Engagement, SamplingError> {
+///
+/// `implemented` holds the change records implemented in the period, for the controls their
+/// lifecycle decides (post-implementation review, communication, testing or a rollback plan,
+/// customer acceptance, a test plan, segregation of duties).
+pub fn run(
+    plan: &Plan<'_>,
+    reconciliation: &Report,
+    implemented: &[&Change],
+) -> Result<Engagement, SamplingError> {
     let mut controls = Vec::new();
     for control in &plan.catalog.controls {
-        controls.push(test_control(plan, control, reconciliation)?);
+        controls.push(test_control(plan, control, reconciliation, implemented)?);
     }
     let design_deficiencies = plan.catalog.design_deficiencies();
     let mut deficiencies: Vec<Deficiency> = design_deficiencies
@@ -233,6 +243,197 @@ fn automated_by_reconciliation(control: &Control) -> bool {
                 || a == CHANGE_RECORD_EXISTS
                 || a == PROTECTION_RESPECTED
         })
+}
+
+/// Attributes read from an implemented change's own record.
+const LIFECYCLE: [&str; 6] = [
+    "post_implementation_reviewed",
+    "communicated",
+    "tested_or_rollback_plan",
+    "customer_accepted",
+    "test_plan_documented",
+    "segregation_of_duties",
+];
+
+fn decided_by_lifecycle(control: &Control) -> bool {
+    control.frequency == Frequency::PerChange
+        && control
+            .attributes
+            .iter()
+            .all(|a| LIFECYCLE.contains(&a.as_str()))
+}
+
+/// The control's attributes as an implemented change's record shows them (inspection of
+/// the record as it stands when the engagement runs).
+fn lifecycle_results(control: &Control, change: &Change) -> Vec<TestResult> {
+    let approvals = |step: ApprovalStep| -> Vec<&domain::Approval> {
+        change
+            .approvals
+            .iter()
+            .filter(|e| e.invalidated.is_none() && e.approval.step == step)
+            .map(|e| &e.approval)
+            .collect()
+    };
+    let by = |list: &[&domain::Approval]| -> String {
+        list.iter()
+            .map(|a| format!("{} at {}", a.by, a.at))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    for name in &control.attributes {
+        let (result, code, evidence) = match name.as_str() {
+            "post_implementation_reviewed" => match &change.outcome {
+                Some(outcome) => (
+                    AttributeResult::Pass,
+                    "",
+                    format!("reviewed after implementation: {}", json_text(outcome)),
+                ),
+                None => (
+                    AttributeResult::Fail,
+                    "not_reviewed_after_implementation",
+                    format!(
+                        "`{}` is `{}` with no review of the implementation",
+                        change.id, change.stage
+                    ),
+                ),
+            },
+            "communicated" => match &change.release_notes {
+                Some(_) => (
+                    AttributeResult::Pass,
+                    "",
+                    "release notes recorded".to_string(),
+                ),
+                None => (
+                    AttributeResult::Fail,
+                    "not_communicated",
+                    format!("`{}` has no release notes", change.id),
+                ),
+            },
+            "tested_or_rollback_plan" => {
+                let tests = approvals(ApprovalStep::Test);
+                let rollback = change
+                    .plan
+                    .as_ref()
+                    .and_then(|p| p.rollback_plan.as_deref())
+                    .filter(|r| !r.trim().is_empty());
+                if !tests.is_empty() {
+                    (AttributeResult::Pass, "", format!("tested: {}", by(&tests)))
+                } else if let Some(r) = rollback {
+                    (
+                        AttributeResult::Pass,
+                        "",
+                        format!("not tested; rollback plan: {r}"),
+                    )
+                } else {
+                    (
+                        AttributeResult::Fail,
+                        "untested_without_rollback_plan",
+                        "no passing test and no rollback plan".to_string(),
+                    )
+                }
+            }
+            "customer_accepted" => {
+                let Some(customer) = &change.on_behalf_of else {
+                    continue;
+                };
+                let accepted = approvals(ApprovalStep::Acceptance);
+                if accepted.is_empty() {
+                    (
+                        AttributeResult::Fail,
+                        "not_accepted_by_customer",
+                        format!("requested on behalf of {customer}; no acceptance recorded"),
+                    )
+                } else {
+                    (
+                        AttributeResult::Pass,
+                        "",
+                        format!("accepted for {customer} by {}", by(&accepted)),
+                    )
+                }
+            }
+            "test_plan_documented" => {
+                if !change.testable {
+                    continue;
+                }
+                match change.plan.as_ref().and_then(|p| p.test_plan.as_deref()) {
+                    Some(t) if !t.trim().is_empty() => {
+                        (AttributeResult::Pass, "", format!("test plan: {t}"))
+                    }
+                    _ => (
+                        AttributeResult::Fail,
+                        "no_test_plan",
+                        "a testable change with no test plan".to_string(),
+                    ),
+                }
+            }
+            "segregation_of_duties" => sod(change),
+            _ => continue,
+        };
+        out.push(TestResult {
+            item: change.id.clone(),
+            attribute: name.clone(),
+            result,
+            codes: if code.is_empty() {
+                vec![]
+            } else {
+                vec![code.to_string()]
+            },
+            evidence,
+            method: Method::Inspection,
+        });
+    }
+    out
+}
+
+/// Reperforms segregation of duties on the record: the requester did not authorize, and
+/// the engineer who built the change did not review, test or approve its deployment.
+fn sod(change: &Change) -> (AttributeResult, &'static str, String) {
+    let mut broken = Vec::new();
+    for e in change.approvals.iter().filter(|e| e.invalidated.is_none()) {
+        let a = &e.approval;
+        if a.step == ApprovalStep::Authorization && a.by == change.requester {
+            broken.push(format!("{} requested and authorized", a.by));
+        }
+        let builder_step = matches!(
+            a.step,
+            ApprovalStep::PeerReview | ApprovalStep::Test | ApprovalStep::Deployment
+        );
+        if builder_step && change.assignee.as_deref() == Some(a.by.as_str()) {
+            broken.push(format!(
+                "{} built the change and gave its {:?} approval",
+                a.by, a.step
+            ));
+        }
+    }
+    if broken.is_empty() {
+        let who: Vec<String> = change
+            .approvals
+            .iter()
+            .filter(|e| e.invalidated.is_none())
+            .map(|e| format!("{:?} by {}", e.approval.step, e.approval.by))
+            .collect();
+        (
+            AttributeResult::Pass,
+            "",
+            format!(
+                "requested by {}, built by {}; {}",
+                change.requester,
+                change.assignee.as_deref().unwrap_or("nobody assigned"),
+                who.join(", ")
+            ),
+        )
+    } else {
+        (
+            AttributeResult::Fail,
+            "segregation_of_duties",
+            broken.join("; "),
+        )
+    }
+}
+
+fn json_text(v: &impl Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// The control's attributes as they apply to one row; empty when none applies.
@@ -329,6 +530,7 @@ fn test_control(
     plan: &Plan<'_>,
     control: &Control,
     reconciliation: &Report,
+    implemented: &[&Change],
 ) -> Result<ControlTest, SamplingError> {
     let tolerable = plan
         .attribute_plans
@@ -365,20 +567,28 @@ fn test_control(
             "disabled by the organization's tailoring",
         );
     }
-    if !automated_by_reconciliation(control) {
+    // The population: every event (or implemented change) some attribute of the control
+    // applies to, with its results, in reconciliation (or change id) order.
+    let mut population: Vec<(String, Vec<TestResult>)> = Vec::new();
+    if automated_by_reconciliation(control) {
+        for row in &reconciliation.events {
+            let results = row_results(control, row);
+            if !results.is_empty() {
+                population.push((item_key(row), results));
+            }
+        }
+    } else if decided_by_lifecycle(control) {
+        for change in implemented {
+            let results = lifecycle_results(control, change);
+            if !results.is_empty() {
+                population.push((change.id.clone(), results));
+            }
+        }
+    } else {
         return empty(
             Conclusion::NotTested,
             "no automated test decides this control; record manual results for it",
         );
-    }
-    // The population: every event some attribute of the control applies to, with its
-    // results, in reconciliation order.
-    let mut population: Vec<(String, Vec<TestResult>)> = Vec::new();
-    for row in &reconciliation.events {
-        let results = row_results(control, row);
-        if !results.is_empty() {
-            population.push((item_key(row), results));
-        }
     }
     let items: Vec<String> = population.iter().map(|(k, _)| k.clone()).collect();
     let hash = population_hash(items.iter().map(String::as_str));

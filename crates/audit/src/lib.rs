@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod engagement;
 pub mod identity;
+pub mod imported;
 pub mod reconcile;
 pub mod sampling;
 

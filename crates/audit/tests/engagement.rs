@@ -143,7 +143,7 @@ fn populations_follow_the_attributes_that_apply() {
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
     let r = period();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &r).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &r, &[]).unwrap();
 
     // Every production change is in the population of the reconciliation control.
     let recon = control(&e, "CM-16");
@@ -183,7 +183,7 @@ fn the_commit_population_ties_to_the_reconciliation() {
         .map(|i| reviewed(&format!("{i:040x}"), true))
         .collect();
     let r = report(commits);
-    let e = run(&plan(&catalog, &sizes, &plans, 1), &r).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 1), &r, &[]).unwrap();
     let recon = control(&e, "CM-16");
     assert_eq!(recon.population.count, r.population.count);
     assert_eq!(recon.population.sha256, r.population.sha256);
@@ -194,7 +194,7 @@ fn exceptions_are_counted_over_the_population_and_judged_on_the_sample() {
     let catalog = Catalog::default();
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period()).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[]).unwrap();
     let review = control(&e, "CM-06");
     // 10 unauthorized; unreviewed: multiples of 7 that are not multiples of 10 (0..100).
     let unreviewed = (1..100).filter(|i| i % 7 == 0 && i % 10 != 0).count() as u64;
@@ -237,11 +237,11 @@ fn the_same_seed_gives_the_same_workpapers_and_another_seed_other_samples() {
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
     let r = period();
-    let a = run(&plan(&catalog, &sizes, &plans, 7), &r).unwrap();
-    let b = run(&plan(&catalog, &sizes, &plans, 7), &r).unwrap();
+    let a = run(&plan(&catalog, &sizes, &plans, 7), &r, &[]).unwrap();
+    let b = run(&plan(&catalog, &sizes, &plans, 7), &r, &[]).unwrap();
     assert_eq!(samples_csv(&a), samples_csv(&b));
     assert_eq!(summary(&a), summary(&b));
-    let c = run(&plan(&catalog, &sizes, &plans, 8), &r).unwrap();
+    let c = run(&plan(&catalog, &sizes, &plans, 8), &r, &[]).unwrap();
     assert_ne!(samples_csv(&a), samples_csv(&c));
     let csv = samples_csv(&a);
     assert!(csv.starts_with("control,item,population,seed,rank\n"));
@@ -258,7 +258,7 @@ fn summary_lists_every_control_with_its_counts() {
     let catalog = Catalog::default();
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period()).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[]).unwrap();
     let s = summary(&e);
     let controls = s["controls"].as_array().unwrap();
     assert_eq!(controls.len(), catalog.controls.len());
@@ -278,7 +278,7 @@ fn a_disabled_control_leaves_its_risk_as_a_design_deficiency() {
     let catalog = Catalog::default().tailored(&t).unwrap();
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period()).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[]).unwrap();
     assert_eq!(control(&e, "CM-18").conclusion, Conclusion::Disabled);
     let design: Vec<_> = e
         .deficiencies

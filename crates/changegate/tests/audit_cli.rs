@@ -183,3 +183,109 @@ fn an_output_directory_with_files_is_refused_and_left_alone() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to audit"));
 }
+
+#[test]
+fn lifecycle_controls_and_imported_records_are_tested_from_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let demo = run(&["demo", "--data", data.to_str().unwrap()]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let excerpt = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../evidence/tests/fixtures/bpic2014/detail_change.excerpt.csv"
+    );
+    let import = run(&[
+        "import",
+        "changes",
+        excerpt,
+        "--format",
+        "bpic2014",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+
+    // The demo quarter is 2026 Q3; the excerpt's records are from 2013.
+    let out_dir = tmp.path().join("q3");
+    let out = run(&[
+        "audit",
+        "--from",
+        "2026-07-01",
+        "--to",
+        "2026-09-30",
+        "--seed",
+        "5",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_str(&read(&out_dir.join("summary.json"))).unwrap();
+    let control = |id: &str| {
+        summary["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    // Post-implementation review, communication and segregation of duties are tested on
+    // every change implemented in the quarter.
+    let reviewed = control("CM-20");
+    assert!(reviewed["population"].as_u64().unwrap() > 20, "{reviewed}");
+    assert_eq!(reviewed["population"], control("CM-21")["population"]);
+    assert_eq!(reviewed["population"], control("CM-02")["population"]);
+    // The system enforced segregation of duties on every decision.
+    assert_eq!(control("CM-02")["exceptions"], 0);
+    assert_eq!(summary["imported_changes"]["population"], 0);
+
+    let older = tmp.path().join("2013");
+    let out = run(&[
+        "audit",
+        "--from",
+        "2013-01-01",
+        "--to",
+        "2013-12-31",
+        "--seed",
+        "5",
+        "--out",
+        older.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_str(&read(&older.join("summary.json"))).unwrap();
+    let imported = &summary["imported_changes"];
+    assert!(imported["population"].as_u64().unwrap() > 20, "{imported}");
+    let by_code = imported["exceptions_by_code"].as_object().unwrap();
+    for code in ["outside_planned_window", "not_implemented"] {
+        assert!(
+            by_code.get(code).and_then(Value::as_u64).unwrap_or(0) > 0,
+            "{code}: {imported}"
+        );
+    }
+    let per_record: Value =
+        serde_json::from_str(&read(&older.join("imported-changes.json"))).unwrap();
+    assert_eq!(
+        per_record["results"].as_array().unwrap().len() as u64,
+        imported["population"].as_u64().unwrap()
+    );
+}

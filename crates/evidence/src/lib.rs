@@ -11,6 +11,7 @@ pub mod gitlab;
 pub mod message;
 pub mod model;
 pub mod pipeline;
+pub mod records;
 pub mod signature;
 pub mod times;
 

@@ -20,6 +20,9 @@ use store::{Store, StoreError, User};
 /// The ledger entry kind of payloads that arrived but could not be read.
 pub const UNPARSEABLE_KIND: &str = "evidence.unparseable";
 
+/// The ledger entry kind of a change record imported from another tool.
+pub const IMPORTED_RECORD_KIND: &str = "evidence.change_record";
+
 /// The ledger entry kind of a deployment gate decision.
 pub const GATE_KIND: &str = "gate.decided";
 
@@ -37,6 +40,8 @@ pub struct State {
     fresh_as_of: Option<Instant>,
     pub changes: BTreeMap<String, Change>,
     pub evidence: Vec<Evidence>,
+    /// Change records imported from other tools, in ledger order.
+    pub imported: Vec<evidence::records::ImportedChange>,
     /// Artifact (lower case) → changes that name it in a deployment approval or an
     /// implementation.
     pub artifacts: HashMap<String, Vec<String>>,
@@ -414,6 +419,16 @@ fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {
         return Ok(());
     }
     if entry.kind == UNPARSEABLE_KIND {
+        return Ok(());
+    }
+    if entry.kind == IMPORTED_RECORD_KIND {
+        let record = entry
+            .payload
+            .get("record")
+            .ok_or("an imported change record without its record")?;
+        let record: evidence::records::ImportedChange =
+            serde_json::from_value(record.clone()).map_err(|e| e.to_string())?;
+        state.imported.push(record);
         return Ok(());
     }
     if let Some(value) = entry.payload.get("evidence") {

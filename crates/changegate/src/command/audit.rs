@@ -17,6 +17,7 @@ use audit::engagement::{self, csv_field, Conclusion, Plan};
 use audit::sampling::SizeTable;
 use audit::{Inputs, ProductionEvent};
 use evidence::git::Range;
+use evidence::records::ImportedChange;
 use time::OffsetDateTime;
 
 use super::reconcile::{fmt, git_events, load_records, out_of_order_warning, parse_bound};
@@ -118,9 +119,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ));
         events.extend(git.events);
     }
+    let mut imported = Vec::new();
     let records = match &args.data {
         Some(dir) => {
-            let (recorded, checkpoint) = ledger_events(dir, args.database_url.as_deref(), &rules)?;
+            let (recorded, records, checkpoint) =
+                ledger_events(dir, args.database_url.as_deref(), &rules)?;
+            imported = records
+                .into_iter()
+                .filter(|r| imported_in_period(r, from, to))
+                .collect();
             let in_period: Vec<ProductionEvent> = recorded
                 .into_iter()
                 .filter(|e| in_period(e, from, to))
@@ -160,14 +167,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tolerable_rate: 0.05,
         sources,
     };
-    let e = engagement::run(&plan, &report).context("cannot draw the samples")?;
+    let implemented: Vec<&domain::Change> = changes
+        .values()
+        .filter(|c| {
+            c.deployment.as_ref().is_some_and(|d| {
+                domain::action::parse_instant("at", &d.at).is_ok_and(|t| t >= from && t <= to)
+            })
+        })
+        .collect();
+    let e = engagement::run(&plan, &report, &implemented).context("cannot draw the samples")?;
 
     for w in &warnings {
         eprintln!("warning: {}", w.message);
     }
+    let imported = test_imported(&imported, policy.emergency_approval_window_hours);
+    let mut summary = engagement::summary(&e);
+    summary["imported_changes"] = serde_json::json!({
+        "population": imported["population"],
+        "exceptions": imported["exceptions"],
+        "exceptions_by_code": imported["exceptions_by_code"],
+    });
     let staging = staging_dir(&args.out)?;
     let written = (|| -> anyhow::Result<()> {
-        write_json(&staging.join("summary.json"), &engagement::summary(&e))?;
+        write_json(&staging.join("summary.json"), &summary)?;
+        write_json(&staging.join("imported-changes.json"), &imported)?;
         write_json(&staging.join("engagement.json"), &e)?;
         write_json(
             &staging.join("reconciliation.json"),
@@ -196,6 +219,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Err(e);
     }
     print_summary(&e, &args.out);
+    if imported["population"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "imported change records: {} in the period, {} with exceptions {}",
+            imported["population"], imported["exceptions"], imported["exceptions_by_code"]
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -243,12 +272,14 @@ fn ledger_events(
     dir: &Path,
     url: Option<&str>,
     rules: &audit::Rules,
-) -> anyhow::Result<(Vec<ProductionEvent>, String)> {
+) -> anyhow::Result<(Vec<ProductionEvent>, Vec<ImportedChange>, String)> {
     let store = store::open_existing(dir, url)
         .with_context(|| format!("cannot open the records in `{}`", dir.display()))?;
     let projection = server::projection::Projection::default();
-    let events = projection
-        .read(store.as_ref(), |s| s.production_events(rules))
+    let (events, imported) = projection
+        .read(store.as_ref(), |s| {
+            (s.production_events(rules), s.imported.clone())
+        })
         .context("cannot read the ledger")?;
     let checkpoint = match store.latest_checkpoint()? {
         Some(c) => format!(
@@ -258,7 +289,43 @@ fn ledger_events(
         ),
         None => "no ledger checkpoint".to_string(),
     };
-    Ok((events, checkpoint))
+    Ok((events, imported, checkpoint))
+}
+
+/// An imported record belongs to the period when it was opened, or else started, in it.
+fn imported_in_period(r: &ImportedChange, from: OffsetDateTime, to: OffsetDateTime) -> bool {
+    r.opened
+        .as_deref()
+        .or(r.actual_start.as_deref())
+        .and_then(|t| domain::action::parse_instant("time", t).ok())
+        .is_some_and(|t| t >= from && t <= to)
+}
+
+/// What testing the imported records of the period found: counts, and per record its codes.
+fn test_imported(records: &[ImportedChange], window_hours: u32) -> serde_json::Value {
+    let mut by_code: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut with_exceptions = 0u64;
+    let mut results = Vec::new();
+    for r in records {
+        let codes = audit::imported::test_imported(r, window_hours);
+        if !codes.is_empty() {
+            with_exceptions += 1;
+        }
+        for c in &codes {
+            *by_code.entry(c.as_str()).or_default() += 1;
+        }
+        results.push(serde_json::json!({
+            "format": r.format,
+            "id": r.source_id,
+            "exceptions": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        }));
+    }
+    serde_json::json!({
+        "population": records.len(),
+        "exceptions": with_exceptions,
+        "exceptions_by_code": by_code,
+        "results": results,
+    })
 }
 
 fn in_period(e: &ProductionEvent, from: OffsetDateTime, to: OffsetDateTime) -> bool {

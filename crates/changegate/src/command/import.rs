@@ -12,6 +12,8 @@ use store::{NewEntry, StoreError, Target, Write};
 
 use crate::StoreArgs;
 
+use super::import_changes as changes;
+
 #[derive(clap::Subcommand)]
 pub enum ImportCommand {
     /// GitHub webhook payloads, REST answers (a pull request, its reviews) or NDJSON of
@@ -19,6 +21,8 @@ pub enum ImportCommand {
     Github(Files),
     /// GitLab webhook payloads.
     Gitlab(Files),
+    /// Change records exported from another change system (BPIC 2014, ServiceNow, CSV).
+    Changes(changes::ChangesArgs),
 }
 
 #[derive(clap::Args)]
@@ -34,6 +38,7 @@ pub fn run(cmd: ImportCommand) -> anyhow::Result<ExitCode> {
     let (host, files) = match cmd {
         ImportCommand::Github(f) => ("github", f),
         ImportCommand::Gitlab(f) => ("gitlab", f),
+        ImportCommand::Changes(args) => return changes::run(args),
     };
     let store = super::open_store(&files.store)?;
     let mut failed = 0;

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod demo;
 pub mod gate;
 pub mod import;
+pub mod import_changes;
 pub mod policy;
 pub mod reconcile;
 pub mod serve;

@@ -1,0 +1,164 @@
+//! `changegate import changes FILE --format FORMAT [--mapping FILE]`: record change records
+//! exported from another change system, so that an auditor can test them
+//! (`audit::imported`).
+//!
+//! Each change becomes one ledger entry of kind `evidence.change_record`, written once only
+//! under the subject `imported:<format>:<source id>`: importing the same file again, or a
+//! later export that repeats a change, adds nothing for the changes already recorded (a
+//! newer export's values for them are not recorded either). Nothing is written when the
+//! file or the mapping cannot be read; single bad rows are rejected, reported and skipped.
+//!
+//! Exit status: 0 when every row was imported or already present, 1 when a row was
+//! rejected, 2 when nothing could be read.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use evidence::records::{self, Format, ImportedChange, Mapping};
+use sha2::{Digest, Sha256};
+use store::{NewEntry, StoreError, Target, Write};
+
+use crate::StoreArgs;
+
+/// Changes per `apply` call: one transaction and one signed checkpoint each.
+const BATCH: usize = 1_000;
+
+/// Rejected rows and warnings printed one by one; the rest are counted.
+const SHOWN: usize = 20;
+
+/// The ledger entry kind of an imported change record.
+pub const KIND: &str = server::projection::IMPORTED_RECORD_KIND;
+
+#[derive(clap::Args)]
+pub struct ChangesArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The exported file.
+    file: PathBuf,
+    /// `bpic2014` (the BPI Challenge 2014 change file), `servicenow` (a change_request CSV
+    /// export) or `csv` (any CSV, read through `--mapping`).
+    #[arg(long, value_parser = ["bpic2014", "servicenow", "csv"])]
+    format: String,
+    /// A TOML file: delimiter, zone, date formats, columns and value translations
+    /// (required for `csv`; for `servicenow`, overrides its built-in layout).
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+}
+
+pub fn run(args: ChangesArgs) -> anyhow::Result<ExitCode> {
+    let format: Format = args.format.parse()?;
+    let mapping = match &args.mapping {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the mapping `{}`", path.display()))?;
+            Some(
+                Mapping::from_toml(&text)
+                    .with_context(|| format!("in the mapping `{}`", path.display()))?,
+            )
+        }
+    };
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read `{}`", args.file.display()))?;
+    let imported = records::parse(format, &bytes, mapping.as_ref())
+        .with_context(|| format!("cannot import `{}`", args.file.display()))?;
+    let report = imported.report;
+    let digest = hex::encode(Sha256::digest(&bytes));
+
+    println!("file: {} (sha256 {digest})", args.file.display());
+    println!("format: {format}; times read in {}", report.zone_rule);
+    println!("rows read: {}", report.rows_read);
+    println!("changes found: {}", report.changes);
+
+    let store = crate::command::open_store(&args.store)?;
+    let source = Source {
+        format,
+        digest: &digest,
+        zone: &report.zone,
+    };
+    let (added, present) = record(store.as_ref(), &source, imported.changes)?;
+    println!("changes imported: {added}");
+    println!("changes already present: {present}");
+
+    println!("rejected rows: {}", report.rejected.len());
+    for r in report.rejected.iter().take(SHOWN) {
+        println!("  line {}: {}", r.line, r.reason);
+    }
+    if report.rejected.len() > SHOWN {
+        println!("  … and {} more", report.rejected.len() - SHOWN);
+    }
+    println!("warnings: {}", report.warnings.len());
+    for w in report.warnings.iter().take(SHOWN) {
+        println!("  {w}");
+    }
+    if report.warnings.len() > SHOWN {
+        println!("  … and {} more", report.warnings.len() - SHOWN);
+    }
+    Ok(if report.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// What every entry of one import says of its file.
+struct Source<'a> {
+    format: Format,
+    digest: &'a str,
+    /// The zone local times were read in: the reading's one assumption.
+    zone: &'a str,
+}
+
+/// Writes the changes, once each, in batches; returns how many were added and how many
+/// were already recorded.
+fn record(
+    store: &dyn store::Store,
+    source: &Source<'_>,
+    changes: Vec<ImportedChange>,
+) -> anyhow::Result<(u64, u64)> {
+    let now = crate::command::now_text();
+    let (mut added, mut present) = (0, 0);
+    let mut changes = changes.into_iter().peekable();
+    while changes.peek().is_some() {
+        let writes: Vec<Write> = changes
+            .by_ref()
+            .take(BATCH)
+            .map(|change| entry(source, &now, change))
+            .collect::<anyhow::Result<_>>()?;
+        for result in store.apply(writes) {
+            match result {
+                Ok(_) => added += 1,
+                Err(StoreError::Duplicate { .. }) => present += 1,
+                Err(e) => return Err(e).context("cannot record the imported changes"),
+            }
+        }
+    }
+    Ok((added, present))
+}
+
+fn entry(source: &Source<'_>, now: &str, change: ImportedChange) -> anyhow::Result<Write> {
+    let subject = format!("imported:{}:{}", source.format, change.source_id);
+    let payload = serde_json::json!({
+        "source": {
+            "format": source.format,
+            "file_sha256": source.digest,
+            "row_numbers": change.rows,
+            "zone": source.zone,
+        },
+        "imported": true,
+        "record": serde_json::to_value(&change)?,
+    });
+    Ok(Write {
+        target: Target::Once { subject },
+        entries: vec![NewEntry {
+            time: now.to_string(),
+            actor: "changegate-import".into(),
+            roles: vec![],
+            kind: KIND.into(),
+            subject: None,
+            payload,
+        }],
+        columns: None,
+    })
+}
