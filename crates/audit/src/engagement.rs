@@ -75,6 +75,29 @@ pub enum Method {
     Observation,
 }
 
+/// A result an auditor (or a control owner) recorded by hand: an inquiry, an observation,
+/// an inspection of a document changegate does not hold, or a manual control performed
+/// (the annual policy review, a quarterly access review).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualResult {
+    pub control: String,
+    /// What was tested: a change id, a review's name, the period's policy document.
+    pub item: String,
+    pub attribute: String,
+    pub result: AttributeResult,
+    pub method: Method,
+    /// What decided it, in words another auditor can follow.
+    pub evidence: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    /// When the control was performed or the test made, RFC 3339.
+    pub performed_at: String,
+    /// Who recorded it (filled in from the authenticated user).
+    #[serde(default)]
+    pub recorded_by: String,
+}
+
 /// One attribute of one sampled item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestResult {
@@ -176,14 +199,25 @@ pub fn item_key(row: &VerdictRow) -> String {
 /// `implemented` holds the change records implemented in the period, for the controls their
 /// lifecycle decides (post-implementation review, communication, testing or a rollback plan,
 /// customer acceptance, a test plan, segregation of duties).
+///
+/// `manual` holds the results recorded by hand in the period: they are the population of a
+/// control no automated test decides, and a control that operates on a calendar (annual,
+/// quarterly, …) with fewer performances recorded than the period calls for is overdue.
 pub fn run(
     plan: &Plan<'_>,
     reconciliation: &Report,
     implemented: &[&Change],
+    manual: &[ManualResult],
 ) -> Result<Engagement, SamplingError> {
     let mut controls = Vec::new();
     for control in &plan.catalog.controls {
-        controls.push(test_control(plan, control, reconciliation, implemented)?);
+        controls.push(test_control(
+            plan,
+            control,
+            reconciliation,
+            implemented,
+            manual,
+        )?);
     }
     let design_deficiencies = plan.catalog.design_deficiencies();
     let mut deficiencies: Vec<Deficiency> = design_deficiencies
@@ -531,6 +565,7 @@ fn test_control(
     control: &Control,
     reconciliation: &Report,
     implemented: &[&Change],
+    manual: &[ManualResult],
 ) -> Result<ControlTest, SamplingError> {
     let tolerable = plan
         .attribute_plans
@@ -585,11 +620,65 @@ fn test_control(
             }
         }
     } else {
-        return empty(
-            Conclusion::NotTested,
-            "no automated test decides this control; record manual results for it",
-        );
+        let recorded: Vec<&ManualResult> =
+            manual.iter().filter(|m| m.control == control.id).collect();
+        let mut note = None;
+        if let Some(missing) = overdue(control, &plan.period, &recorded) {
+            // An overdue performance is itself a failed item of the population.
+            population.push((
+                format!("{}:performance", control.id),
+                vec![TestResult {
+                    item: format!("{}:performance", control.id),
+                    attribute: "performed_when_due".into(),
+                    result: AttributeResult::Fail,
+                    codes: vec!["manual_control_overdue".into()],
+                    evidence: missing.clone(),
+                    method: Method::Inspection,
+                }],
+            ));
+            note = Some(missing);
+        }
+        for m in &recorded {
+            let result = TestResult {
+                item: m.item.clone(),
+                attribute: m.attribute.clone(),
+                result: m.result,
+                codes: if m.result == AttributeResult::Fail {
+                    vec![format!("{}_failed", m.attribute)]
+                } else {
+                    vec![]
+                },
+                evidence: match &m.note {
+                    Some(n) => format!("{} (note: {n}; recorded by {})", m.evidence, m.recorded_by),
+                    None => format!("{} (recorded by {})", m.evidence, m.recorded_by),
+                },
+                method: m.method,
+            };
+            match population.iter_mut().find(|(k, _)| k == &m.item) {
+                Some((_, results)) => results.push(result),
+                None => population.push((m.item.clone(), vec![result])),
+            }
+        }
+        if population.is_empty() {
+            return empty(
+                Conclusion::NotTested,
+                "no automated test decides this control; record manual results for it",
+            );
+        }
+        return finish(plan, control, risk, tolerable, population, note);
     }
+    finish(plan, control, risk, tolerable, population, None)
+}
+
+/// Samples a control's population and concludes on the sample.
+fn finish(
+    plan: &Plan<'_>,
+    control: &Control,
+    risk: RiskLevel,
+    tolerable: f64,
+    population: Vec<(String, Vec<TestResult>)>,
+    note: Option<String>,
+) -> Result<ControlTest, SamplingError> {
     let items: Vec<String> = population.iter().map(|(k, _)| k.clone()).collect();
     let hash = population_hash(items.iter().map(String::as_str));
     let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
@@ -652,7 +741,50 @@ fn test_control(
         deviation_rate,
         tolerable_rate: tolerable,
         conclusion,
-        note: None,
+        note,
+    })
+}
+
+/// How many times a calendar control must be performed in a period of so many days.
+fn performances_due(frequency: Frequency, days: i64) -> Option<i64> {
+    let every = match frequency {
+        Frequency::Annual => 365,
+        Frequency::Quarterly => 91,
+        Frequency::Monthly => 30,
+        Frequency::Weekly => 7,
+        Frequency::Daily => 1,
+        Frequency::MultipleTimesADay | Frequency::PerChange => return None,
+    };
+    // Whole units of the frequency in the period, at least one: a year holds 4 quarters,
+    // 12 months (of 30 days), 52 weeks.
+    Some((days / every).max(1))
+}
+
+/// Why a calendar control is overdue in the period: fewer distinct performances recorded
+/// (by day) than its frequency calls for.
+fn overdue(
+    control: &Control,
+    period: &(String, String),
+    recorded: &[&ManualResult],
+) -> Option<String> {
+    let parse = |t: &str| domain::action::parse_instant("period", t).ok();
+    let (from, to) = (parse(&period.0)?, parse(&period.1)?);
+    let days = ((to - from).whole_seconds() + 86_399) / 86_400;
+    let due = performances_due(control.frequency, days)?;
+    let mut performed: Vec<time::Date> = recorded
+        .iter()
+        .filter_map(|m| parse(&m.performed_at))
+        .filter(|t| *t >= from && *t <= to)
+        .map(|t| t.date())
+        .collect();
+    performed.sort();
+    performed.dedup();
+    let done = performed.len() as i64;
+    (done < due).then(|| {
+        format!(
+            "a {} control: {due} performance(s) due in the period, {done} recorded",
+            control.frequency.as_str()
+        )
     })
 }
 

@@ -143,7 +143,7 @@ fn populations_follow_the_attributes_that_apply() {
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
     let r = period();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &r, &[]).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &r, &[], &[]).unwrap();
 
     // Every production change is in the population of the reconciliation control.
     let recon = control(&e, "CM-16");
@@ -183,7 +183,7 @@ fn the_commit_population_ties_to_the_reconciliation() {
         .map(|i| reviewed(&format!("{i:040x}"), true))
         .collect();
     let r = report(commits);
-    let e = run(&plan(&catalog, &sizes, &plans, 1), &r, &[]).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 1), &r, &[], &[]).unwrap();
     let recon = control(&e, "CM-16");
     assert_eq!(recon.population.count, r.population.count);
     assert_eq!(recon.population.sha256, r.population.sha256);
@@ -194,7 +194,7 @@ fn exceptions_are_counted_over_the_population_and_judged_on_the_sample() {
     let catalog = Catalog::default();
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[]).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[], &[]).unwrap();
     let review = control(&e, "CM-06");
     // 10 unauthorized; unreviewed: multiples of 7 that are not multiples of 10 (0..100).
     let unreviewed = (1..100).filter(|i| i % 7 == 0 && i % 10 != 0).count() as u64;
@@ -237,11 +237,11 @@ fn the_same_seed_gives_the_same_workpapers_and_another_seed_other_samples() {
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
     let r = period();
-    let a = run(&plan(&catalog, &sizes, &plans, 7), &r, &[]).unwrap();
-    let b = run(&plan(&catalog, &sizes, &plans, 7), &r, &[]).unwrap();
+    let a = run(&plan(&catalog, &sizes, &plans, 7), &r, &[], &[]).unwrap();
+    let b = run(&plan(&catalog, &sizes, &plans, 7), &r, &[], &[]).unwrap();
     assert_eq!(samples_csv(&a), samples_csv(&b));
     assert_eq!(summary(&a), summary(&b));
-    let c = run(&plan(&catalog, &sizes, &plans, 8), &r, &[]).unwrap();
+    let c = run(&plan(&catalog, &sizes, &plans, 8), &r, &[], &[]).unwrap();
     assert_ne!(samples_csv(&a), samples_csv(&c));
     let csv = samples_csv(&a);
     assert!(csv.starts_with("control,item,population,seed,rank\n"));
@@ -258,7 +258,7 @@ fn summary_lists_every_control_with_its_counts() {
     let catalog = Catalog::default();
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[]).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[], &[]).unwrap();
     let s = summary(&e);
     let controls = s["controls"].as_array().unwrap();
     assert_eq!(controls.len(), catalog.controls.len());
@@ -278,7 +278,7 @@ fn a_disabled_control_leaves_its_risk_as_a_design_deficiency() {
     let catalog = Catalog::default().tailored(&t).unwrap();
     let sizes = SizeTable::default();
     let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[]).unwrap();
+    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[], &[]).unwrap();
     assert_eq!(control(&e, "CM-18").conclusion, Conclusion::Disabled);
     let design: Vec<_> = e
         .deficiencies
@@ -298,4 +298,93 @@ fn csv_cells_never_start_a_formula() {
     assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
     assert_eq!(csv_field("a,b"), "\"a,b\"");
     assert_eq!(csv_field("CHG-000001"), "CHG-000001");
+}
+
+fn manual(
+    control: &str,
+    item: &str,
+    result: AttributeResult,
+    at: &str,
+) -> audit::engagement::ManualResult {
+    audit::engagement::ManualResult {
+        control: control.into(),
+        item: item.into(),
+        attribute: "performed".into(),
+        result,
+        method: audit::engagement::Method::Inspection,
+        evidence: "minutes of the review meeting".into(),
+        note: None,
+        performed_at: at.into(),
+        recorded_by: "olivia".into(),
+    }
+}
+
+#[test]
+fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
+    let catalog = Catalog::default();
+    let sizes = SizeTable::default();
+    let plans = BTreeMap::new();
+    let mut p = plan(&catalog, &sizes, &plans, 3);
+    p.period = ("2026-01-01T00:00:00Z".into(), "2026-12-31T23:59:59Z".into());
+    let r = period();
+
+    // Nothing recorded: the annual policy review is overdue, and that is an exception.
+    let e = run(&p, &r, &[], &[]).unwrap();
+    let policy = control(&e, "CM-01");
+    assert_eq!(policy.population.count, 1);
+    assert_eq!(policy.exceptions, 1);
+    assert_eq!(policy.exceptions_by_code["manual_control_overdue"], 1);
+    assert_eq!(policy.conclusion, Conclusion::Deficient);
+
+    // Reviewed once in the year: effective. The quarterly access review recorded twice is
+    // overdue (four due), and its failed review counts too.
+    let recorded = vec![
+        manual(
+            "CM-01",
+            "policy-2026",
+            AttributeResult::Pass,
+            "2026-03-10T10:00:00Z",
+        ),
+        manual(
+            "CM-14",
+            "access-q1",
+            AttributeResult::Pass,
+            "2026-03-31T10:00:00Z",
+        ),
+        manual(
+            "CM-14",
+            "access-q2",
+            AttributeResult::Fail,
+            "2026-06-30T10:00:00Z",
+        ),
+        // Outside the period: does not count as a performance.
+        manual(
+            "CM-14",
+            "access-2025-q4",
+            AttributeResult::Pass,
+            "2025-12-31T10:00:00Z",
+        ),
+    ];
+    let e = run(&p, &r, &[], &recorded).unwrap();
+    let policy = control(&e, "CM-01");
+    assert_eq!((policy.population.count, policy.exceptions), (1, 0));
+    assert_eq!(policy.conclusion, Conclusion::Effective);
+    assert_eq!(
+        policy.results[0].method,
+        audit::engagement::Method::Inspection
+    );
+    assert!(policy.results[0].evidence.contains("recorded by olivia"));
+    let access = control(&e, "CM-14");
+    assert_eq!(access.exceptions_by_code["manual_control_overdue"], 1);
+    assert_eq!(access.exceptions_by_code["performed_failed"], 1);
+    assert!(
+        access
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("4 performance(s) due"),
+        "{:?}",
+        access.note
+    );
+    assert_eq!(access.conclusion, Conclusion::Deficient);
 }

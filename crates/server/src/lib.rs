@@ -69,6 +69,8 @@ pub struct AppState {
         routes::evidence::report_deployment,
         routes::evidence::gate,
         routes::evidence::release_notes,
+        routes::audit::record,
+        routes::audit::list,
     ),
     modifiers(&BearerAuth)
 )]
@@ -131,6 +133,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::evidence::release_notes),
         )
         .route("/gate", post(routes::evidence::gate))
+        .route(
+            "/audit/results",
+            post(routes::audit::record).get(routes::audit::list),
+        )
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .route("/healthz", get(healthz))

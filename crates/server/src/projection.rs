@@ -20,6 +20,9 @@ use store::{Store, StoreError, User};
 /// The ledger entry kind of payloads that arrived but could not be read.
 pub const UNPARSEABLE_KIND: &str = "evidence.unparseable";
 
+/// The ledger entry kind of a test result or control performance recorded by hand.
+pub const MANUAL_RESULT_KIND: &str = "audit.manual_result";
+
 /// The ledger entry kind of a change record imported from another tool.
 pub const IMPORTED_RECORD_KIND: &str = "evidence.change_record";
 
@@ -40,6 +43,8 @@ pub struct State {
     fresh_as_of: Option<Instant>,
     pub changes: BTreeMap<String, Change>,
     pub evidence: Vec<Evidence>,
+    /// Results recorded by hand, in ledger order.
+    pub manual_results: Vec<audit::engagement::ManualResult>,
     /// Change records imported from other tools, in ledger order.
     pub imported: Vec<evidence::records::ImportedChange>,
     /// Artifact (lower case) → changes that name it in a deployment approval or an
@@ -359,7 +364,9 @@ fn catch_up(state: &mut State, store: &dyn Store) -> Result<(), StoreError> {
     let started = Instant::now();
     store.for_each_indexed(from, &mut |stored, columns| {
         let kind = columns.kind;
-        let about_changes = kind.starts_with("change.") || kind.starts_with("evidence.");
+        let about_changes = kind.starts_with("change.")
+            || kind.starts_with("evidence.")
+            || kind == MANUAL_RESULT_KIND;
         if about_changes {
             if let Err(e) = apply(state, stored.bytes) {
                 failure = Some(StoreError::Corrupt(format!("entry {}: {e}", stored.seq)));
@@ -419,6 +426,16 @@ fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {
         return Ok(());
     }
     if entry.kind == UNPARSEABLE_KIND {
+        return Ok(());
+    }
+    if entry.kind == MANUAL_RESULT_KIND {
+        let result = entry
+            .payload
+            .get("result")
+            .ok_or("a manual result without its result")?;
+        let result: audit::engagement::ManualResult =
+            serde_json::from_value(result.clone()).map_err(|e| e.to_string())?;
+        state.manual_results.push(result);
         return Ok(());
     }
     if entry.kind == IMPORTED_RECORD_KIND {

@@ -19,6 +19,7 @@ on_every_backend!(
     gitlab_deliveries_need_the_secret_token,
     an_emergency_fix_pushed_to_the_branch_passes_the_gate_pending_approval,
     an_approval_naming_no_artifact_covers_only_what_was_linked_before_it,
+    auditors_record_manual_results_in_the_ledger,
 );
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -668,4 +669,62 @@ async fn an_approval_naming_no_artifact_covers_only_what_was_linked_before_it(ap
     push_naming(&app, forced, &format!("{id} rewritten"), &at, true, "n-3").await;
     let v = gate(&app, "ci", ask(forced)).await;
     assert_eq!(codes(&v), vec!["no_approved_change"], "{v}");
+}
+
+async fn auditors_record_manual_results_in_the_ledger(app: TestApp) {
+    let body = |performed_at: String| {
+        json!({"control": "CM-01", "item": "policy-2026", "attribute": "performed",
+               "result": "pass", "method": "inspection",
+               "evidence": "policy v7 approved by the CIO, minutes of 2026-03-10",
+               "performed_at": performed_at})
+    };
+    let before = app.ledger_size();
+    let at = fmt(app.now() - Duration::days(3));
+    let (status, v) = app
+        .post("olivia", "/api/v1/audit/results", body(at.clone()))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["result"]["recorded_by"], "olivia");
+    assert_eq!(app.ledger_size(), before + 1);
+
+    // Engineers do not record audit results.
+    let (status, v) = app
+        .post("bob", "/api/v1/audit/results", body(at.clone()))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("role_not_allowed")),
+        "{v}"
+    );
+    // Nor can anyone record what has not happened yet, a naive time or an unknown field.
+    let future = fmt(app.now() + Duration::days(1));
+    let (status, _) = app
+        .post("olivia", "/api/v1/audit/results", body(future))
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = app
+        .post(
+            "olivia",
+            "/api/v1/audit/results",
+            body("2026-03-10 10:00:00".into()),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let mut extra = body(at);
+    extra["grade"] = json!("A");
+    let (status, v) = app.post("olivia", "/api/v1/audit/results", extra).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(app.ledger_size(), before + 1);
+
+    let (status, v) = app
+        .get("frank", "/api/v1/audit/results?control=CM-01")
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["item"], "policy-2026");
+    let (_, v) = app
+        .get("frank", "/api/v1/audit/results?control=CM-14")
+        .await;
+    assert!(v["results"].as_array().unwrap().is_empty());
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use audit::catalog::{Catalog, Tailoring};
-use audit::engagement::{self, csv_field, Conclusion, Plan};
+use audit::engagement::{self, csv_field, Conclusion, ManualResult, Plan};
 use audit::sampling::SizeTable;
 use audit::{Inputs, ProductionEvent};
 use evidence::git::Range;
@@ -120,10 +120,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         events.extend(git.events);
     }
     let mut imported = Vec::new();
+    let mut manual = Vec::new();
     let records = match &args.data {
         Some(dir) => {
-            let (recorded, records, checkpoint) =
-                ledger_events(dir, args.database_url.as_deref(), &rules)?;
+            let LedgerFacts {
+                events: recorded,
+                imported: records,
+                manual: results,
+                checkpoint,
+            } = ledger_events(dir, args.database_url.as_deref(), &rules)?;
+            manual = results;
             imported = records
                 .into_iter()
                 .filter(|r| imported_in_period(r, from, to))
@@ -175,7 +181,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         })
         .collect();
-    let e = engagement::run(&plan, &report, &implemented).context("cannot draw the samples")?;
+    let e = engagement::run(&plan, &report, &implemented, &manual)
+        .context("cannot draw the samples")?;
 
     for w in &warnings {
         eprintln!("warning: {}", w.message);
@@ -272,13 +279,17 @@ fn ledger_events(
     dir: &Path,
     url: Option<&str>,
     rules: &audit::Rules,
-) -> anyhow::Result<(Vec<ProductionEvent>, Vec<ImportedChange>, String)> {
+) -> anyhow::Result<LedgerFacts> {
     let store = store::open_existing(dir, url)
         .with_context(|| format!("cannot open the records in `{}`", dir.display()))?;
     let projection = server::projection::Projection::default();
-    let (events, imported) = projection
+    let (events, imported, manual) = projection
         .read(store.as_ref(), |s| {
-            (s.production_events(rules), s.imported.clone())
+            (
+                s.production_events(rules),
+                s.imported.clone(),
+                s.manual_results.clone(),
+            )
         })
         .context("cannot read the ledger")?;
     let checkpoint = match store.latest_checkpoint()? {
@@ -289,7 +300,21 @@ fn ledger_events(
         ),
         None => "no ledger checkpoint".to_string(),
     };
-    Ok((events, imported, checkpoint))
+    Ok(LedgerFacts {
+        events,
+        imported,
+        manual,
+        checkpoint,
+    })
+}
+
+/// What the ledger of a data directory holds for an engagement.
+struct LedgerFacts {
+    events: Vec<ProductionEvent>,
+    imported: Vec<ImportedChange>,
+    manual: Vec<ManualResult>,
+    /// The checkpoint read at, in words.
+    checkpoint: String,
 }
 
 /// An imported record belongs to the period when it was opened, or else started, in it.

@@ -1,0 +1,136 @@
+//! `/api/v1/audit/results`: test results and control performances recorded by hand
+//! (inquiry, observation, inspection of what changegate does not hold, a manual control
+//! performed), each a ledger entry that `changegate audit` takes into the engagement.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use store::{NewEntry, Target, Write};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Authenticated;
+use crate::error::{ApiError, ErrorBody};
+use crate::projection::MANUAL_RESULT_KIND;
+use crate::service::ServiceError;
+use crate::AppState;
+
+/// Roles that record results: auditors test, change managers record the manual controls
+/// they perform.
+const RECORDERS: [&str; 2] = ["auditor", "change_manager"];
+
+#[derive(Serialize, ToSchema)]
+pub struct Recorded {
+    /// The ledger entry.
+    pub seq: u64,
+    #[schema(value_type = Object)]
+    pub result: audit::engagement::ManualResult,
+}
+
+/// Records a result by hand.
+#[utoipa::path(
+    post, path = "/api/v1/audit/results", tag = "audit",
+    request_body(content = String, description = "control, item, attribute, result, method, evidence, note?, performed_at"),
+    responses((status = 201, body = Recorded), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn record(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Recorded>), ApiError> {
+    if !user.roles.iter().any(|r| RECORDERS.contains(&r.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_not_allowed",
+            format!(
+                "`{}` may not record audit results: that takes one of the roles {}",
+                user.name,
+                RECORDERS.join(", ")
+            ),
+        ));
+    }
+    let mut result: audit::engagement::ManualResult = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
+    for (field, value) in [
+        ("control", &result.control),
+        ("item", &result.item),
+        ("attribute", &result.attribute),
+        ("evidence", &result.evidence),
+    ] {
+        if value.trim().is_empty() || value.chars().any(char::is_control) {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                format!("`{field}` must be non-empty text without control characters"),
+            ));
+        }
+    }
+    let performed = domain::action::parse_instant("performed_at", &result.performed_at)
+        .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
+    if performed > state.clock.now() {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "`performed_at` is in the future",
+        ));
+    }
+    result.performed_at = domain::action::format_instant(performed);
+    result.recorded_by = user.name.clone();
+    let write = Write {
+        target: Target::None,
+        entries: vec![NewEntry {
+            time: domain::action::format_instant(state.clock.now()),
+            actor: user.name.clone(),
+            roles: user.roles.clone(),
+            kind: MANUAL_RESULT_KIND.into(),
+            subject: Some(format!("audit:{}", result.control)),
+            payload: serde_json::json!({ "result": result }),
+        }],
+        columns: None,
+    };
+    let written = state.service.submit(write).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Recorded {
+            seq: written.seqs.first().copied().unwrap_or_default(),
+            result,
+        }),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ResultQuery {
+    /// Only this control's results.
+    pub control: Option<String>,
+}
+
+/// The results recorded by hand, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/audit/results", tag = "audit", params(ResultQuery),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(_user): Authenticated,
+    query: Result<Query<ResultQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::unprocessable("invalid_query", e.body_text()))?;
+    let st = state.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let store = st.service.store.clone();
+        st.evidence.projection.read(store.as_ref(), |s| {
+            s.manual_results
+                .iter()
+                .filter(|m| q.control.as_deref().is_none_or(|c| c == m.control))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(ServiceError::from)?;
+    Ok(Json(serde_json::json!({ "results": results })))
+}
