@@ -19,8 +19,8 @@ use domain::{ApprovalStep, Change};
 use crate::catalog::{Catalog, Control, DesignDeficiency};
 use crate::reconcile::{population_hash, AttributeResult, Report, Verdict, VerdictRow};
 use crate::sampling::{
-    draw, sample_size, AttributePlan, Drawn, Frequency, RiskLevel, SampleSize, SamplingError,
-    SizeTable,
+    draw_indices, sample_size, AttributePlan, Drawn, Frequency, RiskLevel, SampleSize,
+    SamplingError, SizeTable,
 };
 
 /// Attributes derived from a reconciliation row as a whole rather than read from one of its
@@ -209,15 +209,42 @@ pub fn run(
     implemented: &[&Change],
     manual: &[ManualResult],
 ) -> Result<Engagement, SamplingError> {
-    let mut controls = Vec::new();
-    for control in &plan.catalog.controls {
-        controls.push(test_control(
-            plan,
-            control,
-            reconciliation,
-            implemented,
-            manual,
-        )?);
+    // Controls are independent: test them on the machine's cores, each thread taking the
+    // next control not yet taken, and keep them in catalog order.
+    let all = &plan.catalog.controls;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(all.len().max(1));
+    let mut done: Vec<(usize, Result<ControlTest, SamplingError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(control) = all.get(i) else { break };
+                        mine.push((
+                            i,
+                            test_control(plan, control, reconciliation, implemented, manual),
+                        ));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    let mut controls = Vec::with_capacity(done.len());
+    for (_, tested) in done {
+        controls.push(tested?);
     }
     let design_deficiencies = plan.catalog.design_deficiencies();
     let mut deficiencies: Vec<Deficiency> = design_deficiencies
@@ -544,6 +571,56 @@ fn row_results(control: &Control, row: &VerdictRow) -> Vec<TestResult> {
     out
 }
 
+/// Whether a row belongs to the control's population, and if so the distinct codes of its
+/// failed attributes (empty when it passed): [`row_results`] without the evidence texts.
+fn row_outcome<'r>(control: &Control, row: &'r VerdictRow) -> Option<Vec<&'r str>> {
+    let mut applies = false;
+    let mut codes: Vec<&'r str> = Vec::new();
+    for name in &control.attributes {
+        match name.as_str() {
+            CHANGE_RECORD_EXISTS => {
+                applies = true;
+                if row.change.is_none() {
+                    codes.extend(
+                        row.exceptions
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|c| *c == "no_change_record" || *c == "unknown_change"),
+                    );
+                }
+            }
+            PROTECTION_RESPECTED if row.source != "commit" => {}
+            PROTECTION_RESPECTED => {
+                applies = true;
+                codes.extend(
+                    row.exceptions
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|c| PROTECTION_CODES.contains(c)),
+                );
+            }
+            other => match row.attributes.iter().find(|a| a.name == other) {
+                Some(a) if a.result != AttributeResult::NotApplicable => {
+                    applies = true;
+                    if a.result == AttributeResult::Fail {
+                        codes.extend(a.codes.iter().map(String::as_str));
+                    }
+                }
+                None if row.verdict == Verdict::Unauthorized
+                    && unauthorized_fails(&row.source, other) =>
+                {
+                    applies = true;
+                    codes.push("no_change_record");
+                }
+                _ => {}
+            },
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    applies.then_some(codes)
+}
+
 /// The attributes an event of this source is always tested on, so that an unauthorized one
 /// fails them rather than falling out of the population.
 fn unauthorized_fails(source: &str, attribute: &str) -> bool {
@@ -606,12 +683,27 @@ fn test_control(
     // applies to, with its results, in reconciliation (or change id) order.
     let mut population: Vec<(String, Vec<TestResult>)> = Vec::new();
     if automated_by_reconciliation(control) {
+        // Over the whole population only whether each event belongs and its failure codes;
+        // the full results, with their evidence, only for the events drawn.
+        let mut items = Vec::new();
+        let mut rows = Vec::new();
+        let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
         for row in &reconciliation.events {
-            let results = row_results(control, row);
-            if !results.is_empty() {
-                population.push((item_key(row), results));
+            let Some(codes) = row_outcome(control, row) else {
+                continue;
+            };
+            for c in codes {
+                *exceptions_by_code.entry(c.to_string()).or_default() += 1;
             }
+            items.push(item_key(row));
+            rows.push(row);
         }
+        let population = Population {
+            items,
+            exceptions_by_code,
+            results_of: Box::new(move |i| row_results(control, rows[i])),
+        };
+        return finish(plan, control, risk, tolerable, population, None);
     } else if decided_by_lifecycle(control) {
         for change in implemented {
             let results = lifecycle_results(control, change);
@@ -665,9 +757,57 @@ fn test_control(
                 "no automated test decides this control; record manual results for it",
             );
         }
-        return finish(plan, control, risk, tolerable, population, note);
+        return finish(
+            plan,
+            control,
+            risk,
+            tolerable,
+            Population::eager(population),
+            note,
+        );
     }
-    finish(plan, control, risk, tolerable, population, None)
+    finish(
+        plan,
+        control,
+        risk,
+        tolerable,
+        Population::eager(population),
+        None,
+    )
+}
+
+/// A control's population: its items, the failure codes over all of them, and a way to
+/// give any item's full results (worked out only for the items drawn).
+struct Population<'r> {
+    items: Vec<String>,
+    exceptions_by_code: BTreeMap<String, u64>,
+    results_of: Box<dyn Fn(usize) -> Vec<TestResult> + 'r>,
+}
+
+impl<'r> Population<'r> {
+    /// A population whose results were all worked out already.
+    fn eager(population: Vec<(String, Vec<TestResult>)>) -> Population<'r> {
+        let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, results) in &population {
+            let mut codes: Vec<&String> = results
+                .iter()
+                .filter(|r| r.result == AttributeResult::Fail)
+                .flat_map(|r| r.codes.iter())
+                .collect();
+            codes.sort();
+            codes.dedup();
+            for c in codes {
+                *exceptions_by_code.entry(c.clone()).or_default() += 1;
+            }
+        }
+        let items = population.iter().map(|(k, _)| k.clone()).collect();
+        let results: Vec<Vec<TestResult>> = population.into_iter().map(|(_, r)| r).collect();
+        Population {
+            items,
+            exceptions_by_code,
+            results_of: Box::new(move |i| results[i].clone()),
+        }
+    }
 }
 
 /// Samples a control's population and concludes on the sample.
@@ -676,24 +816,15 @@ fn finish(
     control: &Control,
     risk: RiskLevel,
     tolerable: f64,
-    population: Vec<(String, Vec<TestResult>)>,
+    population: Population<'_>,
     note: Option<String>,
 ) -> Result<ControlTest, SamplingError> {
-    let items: Vec<String> = population.iter().map(|(k, _)| k.clone()).collect();
+    let Population {
+        items,
+        exceptions_by_code,
+        results_of,
+    } = population;
     let hash = population_hash(items.iter().map(String::as_str));
-    let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, results) in &population {
-        let mut codes: Vec<&String> = results
-            .iter()
-            .filter(|r| r.result == AttributeResult::Fail)
-            .flat_map(|r| r.codes.iter())
-            .collect();
-        codes.sort();
-        codes.dedup();
-        for c in codes {
-            *exceptions_by_code.entry(c.clone()).or_default() += 1;
-        }
-    }
     let size = sample_size(
         control.frequency,
         risk,
@@ -701,17 +832,20 @@ fn finish(
         plan.sizes,
         plan.attribute_plans.get(&control.id),
     )?;
-    let sample = draw(plan.seed, &control.id, &items, size.size)?;
-    let by_item: BTreeMap<&str, &Vec<TestResult>> =
-        population.iter().map(|(k, r)| (k.as_str(), r)).collect();
+    let drawn = draw_indices(plan.seed, &control.id, &items, size.size)?;
     let mut results = Vec::new();
     let mut exceptions = 0;
-    for d in &sample {
-        let r = by_item[d.item.as_str()];
+    let mut sample = Vec::with_capacity(drawn.len());
+    for (i, rank) in drawn {
+        let r = results_of(i);
         if r.iter().any(|x| x.result == AttributeResult::Fail) {
             exceptions += 1;
         }
-        results.extend(r.iter().cloned());
+        results.extend(r);
+        sample.push(Drawn {
+            item: items[i].clone(),
+            rank: hex::encode(rank),
+        });
     }
     let deviation_rate = if sample.is_empty() {
         0.0
@@ -782,7 +916,7 @@ fn overdue(
     let done = performed.len() as i64;
     (done < due).then(|| {
         format!(
-            "a {} control: {due} performance(s) due in the period, {done} recorded",
+            "{} control: {due} performance(s) due in the period, {done} recorded",
             control.frequency.as_str()
         )
     })

@@ -12,7 +12,9 @@
 //! pull request number in a commit message is a claim: it links only when the platform does
 //! not contradict it.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use domain::action::parse_instant;
 use domain::{ActionKind, ApprovalStep, Change, ChangeType, Level, Policy, Stage};
@@ -294,6 +296,9 @@ struct Index<'a> {
     prs_by_number: HashMap<u64, Vec<&'a PullRequest>>,
     reviews: HashMap<(String, u64), Vec<&'a Review>>,
     pushes_by_commit: HashMap<String, Vec<&'a Push>>,
+    /// Artifact (trimmed, lower case) → the first change, in id order, whose deployment
+    /// approval or implementation names it.
+    changes_by_artifact: HashMap<String, &'a Change>,
     /// (repository, full ref) → the pushes to that branch.
     pushes_by_branch: HashMap<(String, String), Vec<&'a Push>>,
     checks_by_sha: HashMap<String, Vec<&'a Check>>,
@@ -303,13 +308,14 @@ struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    fn new(evidence: &'a [Evidence]) -> Self {
+    fn new(evidence: &'a [Evidence], changes: &'a BTreeMap<String, Change>) -> Self {
         let mut ix = Index {
             pr_by_sha: HashMap::new(),
             prs_by_number: HashMap::new(),
             reviews: HashMap::new(),
             pushes_by_commit: HashMap::new(),
             pushes_by_branch: HashMap::new(),
+            changes_by_artifact: HashMap::new(),
             checks_by_sha: HashMap::new(),
             overrides_by_commit: HashMap::new(),
             protection_changes: Vec::new(),
@@ -372,6 +378,17 @@ impl<'a> Index<'a> {
             }
             ix.prs_by_number.entry(pr.number).or_default().push(pr);
         }
+        for c in changes.values() {
+            let named = [
+                c.approved_artifact.as_deref(),
+                c.deployment.as_ref().map(|d| d.artifact.as_str()),
+            ];
+            for a in named.into_iter().flatten() {
+                ix.changes_by_artifact
+                    .entry(a.trim().to_lowercase())
+                    .or_insert(c);
+            }
+        }
         ix
     }
 
@@ -403,12 +420,14 @@ fn instant(s: &str) -> Option<OffsetDateTime> {
 
 /// Runs the reconciliation.
 pub fn reconcile(inputs: &Inputs<'_>) -> Report {
-    let ix = Index::new(inputs.evidence);
+    let ix = Index::new(inputs.evidence, inputs.changes);
     let aliases = Aliases(inputs.rules.aliases.clone());
     let ctx = Ctx {
         inputs,
         ix: &ix,
         aliases: &aliases,
+        valid: RefCell::default(),
+        met: RefCell::default(),
     };
     // Oldest first, so that a revert can see the verdict of the commit it reverts.
     let mut rows: Vec<Option<VerdictRow>> = vec![None; inputs.events.len()];
@@ -419,7 +438,8 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Report {
             ProductionEvent::Deployment(d) => ctx.deployment(d, &rows, &by_commit),
         };
         if let ProductionEvent::Commit(c) = &inputs.events[i] {
-            by_commit.insert(c.id.clone(), i);
+            // Lower case: commit references match in any case (see `same_commit`).
+            by_commit.insert(c.id.trim().to_ascii_lowercase(), i);
         }
         rows[i] = Some(row);
     }
@@ -492,6 +512,11 @@ struct Ctx<'a, 'b> {
     inputs: &'a Inputs<'b>,
     ix: &'a Index<'b>,
     aliases: &'a Aliases,
+    /// Each change's valid approvals per step, and whether its requirements are met per
+    /// action: both digest the change's content, so they are worked out once per change.
+    /// Keyed by the change's address: every change outlives the reconciliation.
+    valid: RefCell<HashMap<(usize, ApprovalStep), Rc<Vec<domain::Approval>>>>,
+    met: RefCell<HashMap<(usize, ActionKind), bool>>,
 }
 
 /// How an event found its change.
@@ -513,6 +538,28 @@ struct Decision {
 }
 
 impl<'a, 'b> Ctx<'a, 'b> {
+    /// The change's valid approvals of a step (see [`Change::valid_approvals`]).
+    fn valid(&self, change: &Change, step: ApprovalStep) -> Rc<Vec<domain::Approval>> {
+        let key = (std::ptr::from_ref(change) as usize, step);
+        if let Some(v) = self.valid.borrow().get(&key) {
+            return v.clone();
+        }
+        let v: Rc<Vec<domain::Approval>> = Rc::new(change.valid_approvals(step).cloned().collect());
+        self.valid.borrow_mut().insert(key, v.clone());
+        v
+    }
+
+    /// Whether the change's approvals meet the policy's requirements for an action.
+    fn met(&self, change: &Change, kind: ActionKind) -> bool {
+        let key = (std::ptr::from_ref(change) as usize, kind);
+        if let Some(m) = self.met.borrow().get(&key) {
+            return *m;
+        }
+        let m = domain::decide::requirement_met(change, self.inputs.policy, kind);
+        self.met.borrow_mut().insert(key, m);
+        m
+    }
+
     fn change(&self, id: &str) -> Option<&'b Change> {
         self.inputs.changes.get(id)
     }
@@ -546,14 +593,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
         if link.change.is_some() {
             return;
         }
-        let found = self.inputs.changes.values().find(|c| {
-            c.approved_artifact
-                .as_deref()
-                .is_some_and(|a| same_commit(a, artifact))
-                || c.deployment
-                    .as_ref()
-                    .is_some_and(|d| same_commit(&d.artifact, artifact))
-        });
+        let found = self
+            .ix
+            .changes_by_artifact
+            .get(&artifact.trim().to_lowercase())
+            .copied();
         if let Some(c) = found {
             link.change = Some(c);
             link.by = Some("artifact");
@@ -765,9 +809,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
         if link.change.is_none() {
             if let Some(reverted) = &c.reverts {
                 let prior = by_commit
-                    .iter()
-                    .find(|(id, _)| same_commit(id, reverted))
-                    .and_then(|(_, i)| rows[*i].as_ref());
+                    .get(&reverted.trim().to_ascii_lowercase())
+                    .and_then(|i| rows[*i].as_ref());
                 if let Some(change) = prior
                     .and_then(|r| r.change.as_deref())
                     .and_then(|id| self.change(id))
@@ -878,9 +921,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
             .chain(d.commits.iter())
             .filter_map(|sha| {
                 by_commit
-                    .iter()
-                    .find(|(id, _)| same_commit(id, sha))
-                    .and_then(|(_, i)| rows[*i].as_ref())
+                    .get(&sha.trim().to_ascii_lowercase())
+                    .and_then(|i| rows[*i].as_ref())
             })
             .collect();
         if link.change.is_none() {
@@ -1004,12 +1046,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
                 ),
             );
         }
-        let approvals: Vec<&domain::Approval> = change
-            .valid_approvals(ApprovalStep::Authorization)
-            .collect();
-        if approvals.is_empty()
-            || !domain::decide::requirement_met(change, self.inputs.policy, ActionKind::Authorize)
-        {
+        let approvals = self.valid(change, ApprovalStep::Authorization);
+        if approvals.is_empty() || !self.met(change, ActionKind::Authorize) {
             return fail(
                 name,
                 "change_not_authorized",
@@ -1088,7 +1126,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
         if let Some(pr) = pr {
             decisions.extend(self.platform_approvals(pr));
         }
-        for a in change.valid_approvals(ApprovalStep::PeerReview) {
+        for a in self.valid(change, ApprovalStep::PeerReview).iter() {
             let machine = self.inputs.users.get(&a.by).is_some_and(|u| u.machine);
             decisions.push(Decision {
                 who: self.aliases.canonical(&a.by),
@@ -1266,7 +1304,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
                 format!("`{}` went out as an emergency before testing; its approval after the fact judges it", change.id),
             );
         }
-        if let Some(t) = change.valid_approvals(ApprovalStep::Test).next() {
+        if let Some(t) = self.valid(change, ApprovalStep::Test).first() {
             return attr(
                 name,
                 AttributeResult::Pass,
@@ -1361,15 +1399,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
         at_text: &str,
     ) -> Attribute {
         let name = "approved_for_deployment";
-        let approvals: Vec<&domain::Approval> =
-            change.valid_approvals(ApprovalStep::Deployment).collect();
-        if approvals.is_empty()
-            || !domain::decide::requirement_met(
-                change,
-                self.inputs.policy,
-                ActionKind::ApproveDeployment,
-            )
-        {
+        let approvals = self.valid(change, ApprovalStep::Deployment);
+        if approvals.is_empty() || !self.met(change, ActionKind::ApproveDeployment) {
             return fail(
                 name,
                 "deployment_not_approved",
@@ -1459,9 +1490,10 @@ impl<'a, 'b> Ctx<'a, 'b> {
             );
         };
         let _ = user;
-        let approved_deploy = change
-            .valid_approvals(ApprovalStep::Deployment)
-            .chain(change.valid_approvals(ApprovalStep::PeerReview))
+        let approved_deploy = self
+            .valid(change, ApprovalStep::Deployment)
+            .iter()
+            .chain(self.valid(change, ApprovalStep::PeerReview).iter())
             .any(|a| self.aliases.canonical(&a.by) == who);
         let wrote_code = change
             .assignee

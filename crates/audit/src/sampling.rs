@@ -19,8 +19,6 @@
 //! in. Adding an item to a population changes the sample only if the new item ranks among
 //! the first `n`.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -332,29 +330,48 @@ pub fn draw(
     population: &[String],
     n: u64,
 ) -> Result<Vec<Drawn>, SamplingError> {
-    let mut seen = BTreeSet::new();
+    Ok(draw_indices(seed, control, population, n)?
+        .into_iter()
+        .map(|(i, r)| Drawn {
+            item: population[i].clone(),
+            rank: hex::encode(r),
+        })
+        .collect())
+}
+
+/// As [`draw`], giving each drawn item's index in `population` and its rank.
+pub fn draw_indices(
+    seed: u64,
+    control: &str,
+    population: &[String],
+    n: u64,
+) -> Result<Vec<(usize, [u8; 32])>, SamplingError> {
+    let mut seen = std::collections::HashSet::with_capacity(population.len());
     for item in population {
         if !seen.insert(item.as_str()) {
             return Err(SamplingError::DuplicateItem(item.clone()));
         }
     }
-    let mut ranked: Vec<([u8; 32], &String)> = population
+    drop(seen);
+    let mut ranked: Vec<([u8; 32], usize)> = population
         .iter()
-        .map(|item| (rank(seed, control, item), item))
+        .enumerate()
+        .map(|(i, item)| (rank(seed, control, item), i))
         .collect();
     let n = usize::try_from(n).unwrap_or(usize::MAX).min(ranked.len());
     if n < ranked.len() {
-        ranked.select_nth_unstable(n);
+        // Ties (practically impossible) go to the lower item id.
+        ranked.select_nth_unstable_by(n, |a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| population[a.1].cmp(&population[b.1]))
+        });
         ranked.truncate(n);
     }
-    ranked.sort();
-    Ok(ranked
-        .into_iter()
-        .map(|(r, item)| Drawn {
-            item: item.clone(),
-            rank: hex::encode(r),
-        })
-        .collect())
+    ranked.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| population[a.1].cmp(&population[b.1]))
+    });
+    Ok(ranked.into_iter().map(|(r, i)| (i, r)).collect())
 }
 
 #[cfg(test)]
