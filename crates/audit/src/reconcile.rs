@@ -508,6 +508,9 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Report {
     }
 }
 
+/// A change's valid approvals of one step, shared from the cache.
+type ValidApprovals = Rc<Vec<domain::Approval>>;
+
 struct Ctx<'a, 'b> {
     inputs: &'a Inputs<'b>,
     ix: &'a Index<'b>,
@@ -515,7 +518,7 @@ struct Ctx<'a, 'b> {
     /// Each change's valid approvals per step, and whether its requirements are met per
     /// action: both digest the change's content, so they are worked out once per change.
     /// Keyed by the change's address: every change outlives the reconciliation.
-    valid: RefCell<HashMap<(usize, ApprovalStep), Rc<Vec<domain::Approval>>>>,
+    valid: RefCell<HashMap<(usize, ApprovalStep), ValidApprovals>>,
     met: RefCell<HashMap<(usize, ActionKind), bool>>,
 }
 
@@ -539,7 +542,7 @@ struct Decision {
 
 impl<'a, 'b> Ctx<'a, 'b> {
     /// The change's valid approvals of a step (see [`Change::valid_approvals`]).
-    fn valid(&self, change: &Change, step: ApprovalStep) -> Rc<Vec<domain::Approval>> {
+    fn valid(&self, change: &Change, step: ApprovalStep) -> ValidApprovals {
         let key = (std::ptr::from_ref(change) as usize, step);
         if let Some(v) = self.valid.borrow().get(&key) {
             return v.clone();
