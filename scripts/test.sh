@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m pip install --quiet aiosmtpd
 fi
+python3 -c 'import openpyxl' 2>/dev/null || python3 -m pip install --quiet openpyxl  # workbook tests
 
 url=$(scripts/pg-test-server.sh start)
 trap 'scripts/pg-test-server.sh stop >/dev/null 2>&1 || true' EXIT

@@ -8,8 +8,10 @@ pub mod catalog;
 pub mod engagement;
 pub mod identity;
 pub mod imported;
+pub mod oscal;
 pub mod reconcile;
 pub mod sampling;
+pub mod workbook;
 
 pub use reconcile::{
     population_hash, reconcile, Attribute, AttributeResult, CarriedCommit, CommitEvent,

@@ -422,26 +422,57 @@ fn instant(s: &str) -> Option<OffsetDateTime> {
 pub fn reconcile(inputs: &Inputs<'_>) -> Report {
     let ix = Index::new(inputs.evidence, inputs.changes);
     let aliases = Aliases(inputs.rules.aliases.clone());
-    let ctx = Ctx {
+    let ctx = || Ctx {
         inputs,
         ix: &ix,
         aliases: &aliases,
         valid: RefCell::default(),
         met: RefCell::default(),
     };
-    // Oldest first, so that a revert can see the verdict of the commit it reverts.
-    let mut rows: Vec<Option<VerdictRow>> = vec![None; inputs.events.len()];
+    let n = inputs.events.len();
+    // A revert is judged after the commit it reverts, and a deployment after the commits it
+    // carries (events are newest first, so oldest first is backwards). Every other commit
+    // stands alone: those are judged first, on every core.
+    let needs_prior = |e: &ProductionEvent| match e {
+        ProductionEvent::Commit(c) => c.reverts.is_some(),
+        ProductionEvent::Deployment(_) => true,
+    };
+    let mut rows: Vec<Option<VerdictRow>> = vec![None; n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    let no_commits: HashMap<String, usize> = HashMap::new();
+    std::thread::scope(|scope| {
+        let no_rows: &[Option<VerdictRow>] = &[];
+        let no_commits = &no_commits;
+        for (k, part) in rows.chunks_mut(chunk).enumerate() {
+            let ctx = &ctx;
+            let needs_prior = &needs_prior;
+            scope.spawn(move || {
+                let c = ctx();
+                for (j, slot) in part.iter_mut().enumerate() {
+                    if let ProductionEvent::Commit(e) = &inputs.events[k * chunk + j] {
+                        if !needs_prior(&inputs.events[k * chunk + j]) {
+                            *slot = Some(c.commit(e, no_rows, no_commits));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let ctx = ctx();
     let mut by_commit: HashMap<String, usize> = HashMap::new();
-    for i in (0..inputs.events.len()).rev() {
-        let row = match &inputs.events[i] {
-            ProductionEvent::Commit(c) => ctx.commit(c, &rows, &by_commit),
-            ProductionEvent::Deployment(d) => ctx.deployment(d, &rows, &by_commit),
-        };
+    for i in (0..n).rev() {
+        if rows[i].is_none() {
+            let row = match &inputs.events[i] {
+                ProductionEvent::Commit(c) => ctx.commit(c, &rows, &by_commit),
+                ProductionEvent::Deployment(d) => ctx.deployment(d, &rows, &by_commit),
+            };
+            rows[i] = Some(row);
+        }
         if let ProductionEvent::Commit(c) = &inputs.events[i] {
             // Lower case: commit references match in any case (see `same_commit`).
             by_commit.insert(c.id.trim().to_ascii_lowercase(), i);
         }
-        rows[i] = Some(row);
     }
     let events: Vec<VerdictRow> = rows.into_iter().flatten().collect();
     let mut summary = Summary {

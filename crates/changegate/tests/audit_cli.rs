@@ -142,6 +142,8 @@ fn an_engagement_over_a_git_history_is_reproducible_from_its_seed() {
         "engagement.json",
         "reconciliation.json",
         "risk-control-matrix.csv",
+        "workpapers.xlsx",
+        "assessment-results.json",
     ] {
         assert!(first.join(file).is_file(), "{file}");
     }

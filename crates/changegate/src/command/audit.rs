@@ -58,9 +58,13 @@ pub struct Args {
     /// `added`, `added_risks`).
     #[arg(long)]
     controls: Option<PathBuf>,
-    /// Judge deadlines as of this instant instead of now, to reperform an earlier run.
+    /// Judge deadlines as of this instant instead of now, to reperform an earlier run; it is
+    /// also the time the OSCAL document says it was generated.
     #[arg(long)]
     as_of: Option<String>,
+    /// The organization whose controls are tested, as the OSCAL document names it.
+    #[arg(long, default_value = "The service organization")]
+    organization: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -194,10 +198,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "exceptions": imported["exceptions"],
         "exceptions_by_code": imported["exceptions_by_code"],
     });
+    let workbook = audit::workbook::workbook(&e, &catalog).context("cannot build the workbook")?;
+    let oscal = audit::oscal::assessment_results(
+        &e,
+        &catalog,
+        &audit::oscal::OscalMeta {
+            title: format!(
+                "Change management controls, {} to {}",
+                e.period.0, e.period.1
+            ),
+            version: format!("seed-{}", e.seed),
+            generated: as_of,
+            organization: args.organization.clone(),
+            namespace: format!("changegate:{}", args.organization),
+        },
+    )
+    .context("cannot build the OSCAL assessment results")?;
     let staging = staging_dir(&args.out)?;
     let written = (|| -> anyhow::Result<()> {
         write_json(&staging.join("summary.json"), &summary)?;
         write_json(&staging.join("imported-changes.json"), &imported)?;
+        write_json(&staging.join("assessment-results.json"), &oscal)?;
+        std::fs::write(staging.join("workpapers.xlsx"), &workbook)
+            .context("cannot write the workbook")?;
         write_json(&staging.join("engagement.json"), &e)?;
         write_json(
             &staging.join("reconciliation.json"),
