@@ -10,6 +10,7 @@ pub mod identity;
 pub mod imported;
 pub mod oscal;
 pub mod reconcile;
+pub mod report;
 pub mod sampling;
 pub mod workbook;
 

@@ -95,6 +95,13 @@ fn an_engagement_over_a_git_history_is_reproducible_from_its_seed() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("CM-16"), "{stdout}");
+    let report = read(&first.join("report.html"));
+    assert!(report.starts_with("<!doctype html>"));
+    assert!(
+        report.contains("id=\"CM-16\""),
+        "the report has a section per tested control"
+    );
+    assert!(!report.contains("<script"), "the report runs nothing");
 
     let summary: Value = serde_json::from_str(&read(&first.join("summary.json"))).unwrap();
     let cm16 = summary["controls"]
@@ -144,6 +151,7 @@ fn an_engagement_over_a_git_history_is_reproducible_from_its_seed() {
         "risk-control-matrix.csv",
         "workpapers.xlsx",
         "assessment-results.json",
+        "report.html",
     ] {
         assert!(first.join(file).is_file(), "{file}");
     }

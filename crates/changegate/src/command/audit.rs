@@ -219,6 +219,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_json(&staging.join("summary.json"), &summary)?;
         write_json(&staging.join("imported-changes.json"), &imported)?;
         write_json(&staging.join("assessment-results.json"), &oscal)?;
+        write_text(
+            &staging.join("report.html"),
+            &audit::report::html(
+                &e,
+                &catalog,
+                &format!("Change management controls of {}", args.organization),
+            ),
+        )?;
         std::fs::write(staging.join("workpapers.xlsx"), &workbook)
             .context("cannot write the workbook")?;
         write_json(&staging.join("engagement.json"), &e)?;
