@@ -261,6 +261,15 @@ fn lifecycle_controls_and_imported_records_are_tested_from_the_data_directory() 
     assert_eq!(reviewed["population"], control("CM-02")["population"]);
     // The system enforced segregation of duties on every decision.
     assert_eq!(control("CM-02")["exceptions"], 0);
+    // No pipeline reported the demo's deployments: the lifecycle's own implementations
+    // are the production change events, every one linked to its change.
+    assert_eq!(control("CM-16")["population"], reviewed["population"]);
+    assert_eq!(control("CM-16")["exceptions"], 0);
+    // Manual controls nobody recorded are overdue.
+    assert_eq!(
+        control("CM-01")["exceptions_by_code"]["manual_control_overdue"],
+        1
+    );
     assert_eq!(summary["imported_changes"]["population"], 0);
 
     let older = tmp.path().join("2013");
