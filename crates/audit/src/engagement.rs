@@ -712,59 +712,7 @@ fn test_control(
             }
         }
     } else {
-        let recorded: Vec<&ManualResult> =
-            manual.iter().filter(|m| m.control == control.id).collect();
-        let mut note = None;
-        if let Some(missing) = overdue(control, &plan.period, &recorded) {
-            // An overdue performance is itself a failed item of the population.
-            population.push((
-                format!("{}:performance", control.id),
-                vec![TestResult {
-                    item: format!("{}:performance", control.id),
-                    attribute: "performed_when_due".into(),
-                    result: AttributeResult::Fail,
-                    codes: vec!["manual_control_overdue".into()],
-                    evidence: missing.clone(),
-                    method: Method::Inspection,
-                }],
-            ));
-            note = Some(missing);
-        }
-        for m in &recorded {
-            let result = TestResult {
-                item: m.item.clone(),
-                attribute: m.attribute.clone(),
-                result: m.result,
-                codes: if m.result == AttributeResult::Fail {
-                    vec![format!("{}_failed", m.attribute)]
-                } else {
-                    vec![]
-                },
-                evidence: match &m.note {
-                    Some(n) => format!("{} (note: {n}; recorded by {})", m.evidence, m.recorded_by),
-                    None => format!("{} (recorded by {})", m.evidence, m.recorded_by),
-                },
-                method: m.method,
-            };
-            match population.iter_mut().find(|(k, _)| k == &m.item) {
-                Some((_, results)) => results.push(result),
-                None => population.push((m.item.clone(), vec![result])),
-            }
-        }
-        if population.is_empty() {
-            return empty(
-                Conclusion::NotTested,
-                "no automated test decides this control; record manual results for it",
-            );
-        }
-        return finish(
-            plan,
-            control,
-            risk,
-            tolerable,
-            Population::eager(population),
-            note,
-        );
+        return manual_control(plan, control, manual, tolerable, empty);
     }
     finish(
         plan,
@@ -774,6 +722,112 @@ fn test_control(
         Population::eager(population),
         None,
     )
+}
+
+/// A control no automated test decides, tested on what was recorded by hand in the period.
+/// Every result recorded counts (the auditor chose what to test: nothing is drawn from
+/// them), and a calendar control with a part of the period in which it was not performed
+/// is an exception whatever the results say.
+fn manual_control(
+    plan: &Plan<'_>,
+    control: &Control,
+    manual: &[ManualResult],
+    tolerable: f64,
+    empty: impl Fn(Conclusion, &str) -> Result<ControlTest, SamplingError>,
+) -> Result<ControlTest, SamplingError> {
+    let parse = |t: &str| domain::action::parse_instant("time", t).ok();
+    let (from, to) = (parse(&plan.period.0), parse(&plan.period.1));
+    let recorded: Vec<&ManualResult> = manual
+        .iter()
+        .filter(|m| m.control == control.id)
+        .filter(|m| match (parse(&m.performed_at), from, to) {
+            (Some(t), Some(from), Some(to)) => t >= from && t <= to,
+            _ => false,
+        })
+        .collect();
+    let overdue = overdue(control, &plan.period, &recorded);
+    if recorded.is_empty() && overdue.is_none() {
+        return empty(
+            Conclusion::NotTested,
+            "no automated test decides this control; record manual results for it",
+        );
+    }
+    let mut items: Vec<String> = Vec::new();
+    let mut results = Vec::new();
+    let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed_items: Vec<String> = Vec::new();
+    for m in &recorded {
+        if !items.contains(&m.item) {
+            items.push(m.item.clone());
+        }
+        let failed = m.result == AttributeResult::Fail;
+        let code = format!("{}_failed", m.attribute);
+        if failed {
+            *exceptions_by_code.entry(code.clone()).or_default() += 1;
+            if !failed_items.contains(&m.item) {
+                failed_items.push(m.item.clone());
+            }
+        }
+        let note = m
+            .note
+            .as_ref()
+            .map_or(String::new(), |n| format!("; note: {n}"));
+        results.push(TestResult {
+            item: m.item.clone(),
+            attribute: m.attribute.clone(),
+            result: m.result,
+            codes: if failed { vec![code] } else { vec![] },
+            evidence: format!(
+                "{} (performed {}{note}; recorded by {})",
+                m.evidence, m.performed_at, m.recorded_by
+            ),
+            method: m.method,
+        });
+    }
+    let mut exceptions = failed_items.len() as u64;
+    if overdue.is_some() {
+        *exceptions_by_code
+            .entry("manual_control_overdue".into())
+            .or_default() += 1;
+        exceptions += 1;
+    }
+    let hash = population_hash(items.iter().map(String::as_str));
+    let sample: Vec<Drawn> = items
+        .iter()
+        .map(|item| Drawn {
+            item: item.clone(),
+            rank: String::new(),
+        })
+        .collect();
+    let deviation_rate = failed_items.len() as f64 / sample.len().max(1) as f64;
+    let conclusion = if overdue.is_some() || deviation_rate > tolerable {
+        Conclusion::Deficient
+    } else {
+        Conclusion::Effective
+    };
+    Ok(ControlTest {
+        control: control.id.clone(),
+        population: PopulationRecord {
+            count: hash.count,
+            sha256: hash.sha256,
+            sources: vec!["results recorded by hand (POST /api/v1/audit/results)".into()],
+            items,
+        },
+        sample_size: SampleSize {
+            size: sample.len() as u64,
+            planned: sample.len() as u64,
+            basis: "every result recorded by hand in the period".into(),
+            whole_population: true,
+        },
+        sample,
+        results,
+        exceptions,
+        exceptions_by_code,
+        deviation_rate,
+        tolerable_rate: tolerable,
+        conclusion,
+        note: overdue,
+    })
 }
 
 /// A control's population: its items, the failure codes over all of them, and a way to
@@ -894,8 +948,9 @@ fn performances_due(frequency: Frequency, days: i64) -> Option<i64> {
     Some((days / every).max(1))
 }
 
-/// Why a calendar control is overdue in the period: fewer distinct performances recorded
-/// (by day) than its frequency calls for.
+/// Why a calendar control is overdue in the period: the period is cut into as many equal
+/// parts as the frequency calls for (4 for a quarterly control over a year), and a part in
+/// which no performance was recorded is overdue.
 fn overdue(
     control: &Control,
     period: &(String, String),
@@ -905,19 +960,38 @@ fn overdue(
     let (from, to) = (parse(&period.0)?, parse(&period.1)?);
     let days = ((to - from).whole_seconds() + 86_399) / 86_400;
     let due = performances_due(control.frequency, days)?;
-    let mut performed: Vec<time::Date> = recorded
+    let span = (to - from) / due as f64;
+    let performed: Vec<time::OffsetDateTime> = recorded
         .iter()
         .filter_map(|m| parse(&m.performed_at))
-        .filter(|t| *t >= from && *t <= to)
-        .map(|t| t.date())
         .collect();
-    performed.sort();
-    performed.dedup();
-    let done = performed.len() as i64;
-    (done < due).then(|| {
+    let mut missing = Vec::new();
+    for k in 0..due {
+        let start = from + span * k as f64;
+        let last = k + 1 == due;
+        let end = if last {
+            to
+        } else {
+            from + span * (k + 1) as f64
+        };
+        let done = performed
+            .iter()
+            .any(|t| *t >= start && (*t < end || (last && *t <= end)));
+        if !done {
+            missing.push(format!(
+                "{} to {}",
+                domain::action::format_instant(start),
+                domain::action::format_instant(end)
+            ));
+        }
+    }
+    (!missing.is_empty()).then(|| {
         format!(
-            "{} control: {due} performance(s) due in the period, {done} recorded",
-            control.frequency.as_str()
+            "{} control: {due} performance(s) due in the period, none recorded in {} of its \
+             parts ({})",
+            control.frequency.as_str(),
+            missing.len(),
+            missing.join("; ")
         )
     })
 }

@@ -331,7 +331,7 @@ fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
     // Nothing recorded: the annual policy review is overdue, and that is an exception.
     let e = run(&p, &r, &[], &[]).unwrap();
     let policy = control(&e, "CM-01");
-    assert_eq!(policy.population.count, 1);
+    assert_eq!(policy.population.count, 0);
     assert_eq!(policy.exceptions, 1);
     assert_eq!(policy.exceptions_by_code["manual_control_overdue"], 1);
     assert_eq!(policy.conclusion, Conclusion::Deficient);
@@ -387,4 +387,35 @@ fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
         access.note
     );
     assert_eq!(access.conclusion, Conclusion::Deficient);
+    assert!(access
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("none recorded in 2 of its parts"));
+    // Every result recorded in the period is tested; the one from 2025 is not.
+    assert_eq!(access.sample.len(), 2);
+    assert!(access.results.iter().all(|r| r.item != "access-2025-q4"));
+
+    // Four reviews bunched in one month leave three quarters without one.
+    let bunched: Vec<_> = (0..4)
+        .map(|i| {
+            let at = format!("2026-08-1{i}T10:00:00Z");
+            manual("CM-14", &format!("access-{i}"), AttributeResult::Pass, &at)
+        })
+        .collect();
+    let e = run(&p, &r, &[], &bunched).unwrap();
+    let access = control(&e, "CM-14");
+    assert_eq!(access.exceptions_by_code["manual_control_overdue"], 1);
+    assert!(access.note.as_deref().unwrap().contains("3 of its parts"));
+    assert_eq!(access.conclusion, Conclusion::Deficient);
+    // One in each quarter: effective.
+    let spread: Vec<_> = ["02", "05", "08", "11"]
+        .iter()
+        .map(|m| {
+            let at = format!("2026-{m}-15T10:00:00Z");
+            manual("CM-14", &format!("access-{m}"), AttributeResult::Pass, &at)
+        })
+        .collect();
+    let e = run(&p, &r, &[], &spread).unwrap();
+    assert_eq!(control(&e, "CM-14").conclusion, Conclusion::Effective);
 }

@@ -717,6 +717,14 @@ async fn auditors_record_manual_results_in_the_ledger(app: TestApp) {
     assert_eq!(app.ledger_size(), before + 1);
 
     let (status, v) = app
+        .post_raw("olivia", "/api/v1/audit/results", "{\"control\": ".into())
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("malformed_json")),
+        "{v}"
+    );
+    let (status, v) = app
         .get("frank", "/api/v1/audit/results?control=CM-01")
         .await;
     assert_eq!(status, 200, "{v}");

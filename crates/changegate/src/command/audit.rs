@@ -14,13 +14,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use audit::catalog::{Catalog, Tailoring};
 use audit::engagement::{self, csv_field, Conclusion, ManualResult, Plan};
-use audit::sampling::SizeTable;
+use audit::sampling::{AttributePlan, SizeTable};
 use audit::{Inputs, ProductionEvent};
 use evidence::git::Range;
 use evidence::records::ImportedChange;
 use time::OffsetDateTime;
 
-use super::reconcile::{fmt, git_events, load_records, out_of_order_warning, parse_bound};
+use super::reconcile::{fmt, git_events, load_records, out_of_order_warning, parse_bound, Warning};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -65,6 +65,40 @@ pub struct Args {
     /// The organization whose controls are tested, as the OSCAL document names it.
     #[arg(long, default_value = "The service organization")]
     organization: String,
+    /// A control judged at higher risk: the upper end of its sample-size range (repeat).
+    #[arg(long = "higher-risk", value_name = "CONTROL")]
+    higher_risk: Vec<String>,
+    /// The deviation rate above which a control is deficient (a fraction, e.g. 0.05).
+    #[arg(long, default_value_t = 0.05)]
+    tolerable_rate: f64,
+    /// Attribute sampling for a per-change control: `CONTROL:CONFIDENCE:TOLERABLE:EXPECTED`,
+    /// e.g. `CM-06:0.95:0.05:0` (repeat).
+    #[arg(long = "attribute-sampling", value_name = "PLAN")]
+    attribute_sampling: Vec<String>,
+}
+
+/// `CM-06:0.95:0.05:0` as a control and its plan.
+fn attribute_plan(text: &str) -> anyhow::Result<(String, AttributePlan)> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [control, confidence, tolerable, expected] = parts.as_slice() else {
+        anyhow::bail!(
+            "--attribute-sampling `{text}`: write CONTROL:CONFIDENCE:TOLERABLE:EXPECTED, e.g. \
+             CM-06:0.95:0.05:0"
+        );
+    };
+    let rate = |name: &str, v: &str| -> anyhow::Result<f64> {
+        v.trim().parse::<f64>().map_err(|_| {
+            anyhow::anyhow!("--attribute-sampling `{text}`: {name} `{v}` is not a number")
+        })
+    };
+    let plan = AttributePlan {
+        confidence: rate("confidence", confidence)?,
+        tolerable: rate("tolerable", tolerable)?,
+        expected: rate("expected", expected)?,
+    };
+    audit::sampling::attribute_size(&plan)
+        .map_err(|e| anyhow::anyhow!("--attribute-sampling `{text}`: {e}"))?;
+    Ok((control.trim().to_string(), plan))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -101,8 +135,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
+    if !(args.tolerable_rate > 0.0 && args.tolerable_rate < 1.0) {
+        anyhow::bail!(
+            "--tolerable-rate must be a fraction between 0 and 1, not {}",
+            args.tolerable_rate
+        );
+    }
+    let mut plans = std::collections::BTreeMap::new();
+    for text in &args.attribute_sampling {
+        let (control, plan) = attribute_plan(text)?;
+        match catalog.control(&control) {
+            Some(c) if c.frequency == audit::sampling::Frequency::PerChange => {}
+            Some(_) => anyhow::bail!(
+                "--attribute-sampling: `{control}` is not a per-change control; its sample \
+                 follows its frequency"
+            ),
+            None => anyhow::bail!("--attribute-sampling: no control `{control}`"),
+        }
+        plans.insert(control, plan);
+    }
+    for id in &args.higher_risk {
+        if catalog.control(id).is_none() {
+            anyhow::bail!("--higher-risk: no control `{id}`");
+        }
+    }
     let mut sources = Vec::new();
     let mut warnings = Vec::new();
+    if as_of < to {
+        warnings.push(Warning {
+            code: "as_of_before_period_end",
+            message: format!(
+                "--as-of ({}) is before the end of the period ({}): what happened after it is \
+                 left out",
+                fmt(as_of),
+                fmt(to)
+            ),
+        });
+    }
     let mut events: Vec<ProductionEvent> = Vec::new();
     if let (Some(repo), Some(branch)) = (&args.repo, &args.branch) {
         let range = Range {
@@ -133,7 +202,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 manual: results,
                 checkpoint,
             } = ledger_events(dir, args.database_url.as_deref(), &rules)?;
-            manual = results;
+            // Only what was performed by the time the engagement is judged.
+            manual = results
+                .into_iter()
+                .filter(|m| {
+                    domain::action::parse_instant("performed_at", &m.performed_at)
+                        .is_ok_and(|t| t <= as_of)
+                })
+                .collect();
             imported = records
                 .into_iter()
                 .filter(|r| imported_in_period(r, from, to))
@@ -166,17 +242,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         as_of,
     });
     let sizes = SizeTable::default();
-    let plans = Default::default();
     let plan = Plan {
         period: (fmt(from), fmt(to)),
         seed: args.seed,
         catalog: &catalog,
         sizes: &sizes,
         attribute_plans: &plans,
-        higher_risk: &[],
-        tolerable_rate: 0.05,
+        higher_risk: &args.higher_risk,
+        tolerable_rate: args.tolerable_rate,
         sources,
     };
+    for m in &manual {
+        let used = catalog.control(&m.control).is_some_and(|c| {
+            c.enabled
+                && !(c.frequency == audit::sampling::Frequency::PerChange
+                    && c.performed == audit::catalog::Performed::Automated)
+        });
+        if !used {
+            warnings.push(Warning {
+                code: "manual_result_not_used",
+                message: format!(
+                    "a result recorded by {} for `{}` (item `{}`) is not used: no enabled \
+                     control of that id is tested by hand",
+                    m.recorded_by, m.control, m.item
+                ),
+            });
+        }
+    }
     let implemented: Vec<&domain::Change> = changes
         .values()
         .filter(|c| {
@@ -193,6 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let imported = test_imported(&imported, policy.emergency_approval_window_hours);
     let mut summary = engagement::summary(&e);
+    summary["warnings"] = serde_json::to_value(&warnings)?;
     summary["imported_changes"] = serde_json::json!({
         "population": imported["population"],
         "exceptions": imported["exceptions"],
@@ -227,8 +320,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &format!("Change management controls of {}", args.organization),
             ),
         )?;
-        std::fs::write(staging.join("workpapers.xlsx"), &workbook)
-            .context("cannot write the workbook")?;
+        write_text(&staging.join("workpapers.xlsx"), &workbook)?;
         write_json(&staging.join("engagement.json"), &e)?;
         write_json(
             &staging.join("reconciliation.json"),
@@ -244,13 +336,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             std::fs::remove_dir(&args.out)
                 .with_context(|| format!("cannot replace `{}`", args.out.display()))?;
         }
+        std::fs::File::open(&staging)
+            .and_then(|d| d.sync_all())
+            .ok();
         std::fs::rename(&staging, &args.out).with_context(|| {
             format!(
                 "cannot move the workpapers from `{}` to `{}`",
                 staging.display(),
                 args.out.display()
             )
-        })
+        })?;
+        if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent).and_then(|d| d.sync_all()).ok();
+        }
+        Ok(())
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&staging);
@@ -295,11 +394,21 @@ fn staging_dir(out: &Path) -> anyhow::Result<PathBuf> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let staging = parent.join(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    // A run that was killed leaves its staging directory behind: remove those whose
+    // process is gone (on systems without /proc, they stay for the user to delete).
+    let prefix = format!(".{}.partial-", name.to_string_lossy());
+    if Path::new("/proc/self").exists() {
+        for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let file_name = entry.file_name();
+            let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let staging = parent.join(format!("{prefix}{}", std::process::id()));
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create `{}`", staging.display()))?;
     Ok(staging)
@@ -398,13 +507,14 @@ fn lifecycle_deployments(
     out
 }
 
-/// An imported record belongs to the period when it was opened, or else started, in it.
+/// An imported record belongs to the period when anything happened to it in the period:
+/// it was opened, started, finished or closed then.
 fn imported_in_period(r: &ImportedChange, from: OffsetDateTime, to: OffsetDateTime) -> bool {
-    r.opened
-        .as_deref()
-        .or(r.actual_start.as_deref())
-        .and_then(|t| domain::action::parse_instant("time", t).ok())
-        .is_some_and(|t| t >= from && t <= to)
+    [&r.opened, &r.actual_start, &r.actual_end, &r.closed]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| domain::action::parse_instant("time", t).ok())
+        .any(|t| t >= from && t <= to)
 }
 
 /// What testing the imported records of the period found: counts, and per record its codes.
@@ -449,12 +559,20 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
     serde_json::to_writer_pretty(&mut w, value)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     w.write_all(b"\n")?;
-    w.flush()
+    let file = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {}", path.display(), e.error()))?;
+    file.sync_all()
         .with_context(|| format!("cannot write `{}`", path.display()))
 }
 
-fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))
+/// Writes and syncs a file, so that the directory renamed into place holds whole files.
+fn write_text(path: &Path, text: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    file.write_all(text.as_ref())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 fn matrix_csv(catalog: &Catalog) -> String {

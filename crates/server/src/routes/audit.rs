@@ -31,9 +31,10 @@ pub struct Recorded {
 /// Records a result by hand.
 #[utoipa::path(
     post, path = "/api/v1/audit/results", tag = "audit",
-    request_body(content = String, description = "control, item, attribute, result, method, evidence, note?, performed_at"),
-    responses((status = 201, body = Recorded), (status = 403, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
+    request_body(content = Object, description = "control, item, attribute, result (pass, fail, not_applicable), method (inspection, inquiry, observation, reperformance), evidence, note (optional), performed_at (RFC 3339)"),
+    responses((status = 201, body = Recorded), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn record(
@@ -52,8 +53,8 @@ pub async fn record(
             ),
         ));
     }
-    let mut result: audit::engagement::ManualResult = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
+    let mut result: audit::engagement::ManualResult =
+        serde_json::from_slice(&body).map_err(ApiError::from_json)?;
     for (field, value) in [
         ("control", &result.control),
         ("item", &result.item),
@@ -100,6 +101,7 @@ pub async fn record(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ResultQuery {
     /// Only this control's results.
