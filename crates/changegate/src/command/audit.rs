@@ -314,7 +314,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_json(&staging.join("assessment-results.json"), &oscal)?;
         write_text(
             &staging.join("report.html"),
-            &audit::report::html(
+            audit::report::html(
                 &e,
                 &catalog,
                 &format!("Change management controls of {}", args.organization),
@@ -326,10 +326,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &staging.join("reconciliation.json"),
             &serde_json::json!({"warnings": warnings, "report": report}),
         )?;
-        write_text(&staging.join("samples.csv"), &engagement::samples_csv(&e))?;
+        write_text(&staging.join("samples.csv"), engagement::samples_csv(&e))?;
         write_text(
             &staging.join("risk-control-matrix.csv"),
-            &matrix_csv(&catalog),
+            matrix_csv(&catalog),
         )?;
         check_out(&args.out)?;
         if args.out.exists() {
