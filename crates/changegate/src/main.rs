@@ -55,6 +55,8 @@ enum Command {
     Gate(command::gate::Args),
     /// Run an engagement over a period: populations, seeded samples, results, workpapers.
     Audit(command::audit::Args),
+    /// Check an audit's evidence package offline: exit 0 when intact, 1 naming the problem.
+    VerifyPackage(command::package::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Import(cmd) => command::import::run(cmd),
         Command::Gate(args) => command::gate::run(args),
         Command::Audit(args) => command::audit::run(args),
+        Command::VerifyPackage(args) => command::package::run(args),
     };
     match result {
         Ok(code) => code,

@@ -331,6 +331,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &staging.join("risk-control-matrix.csv"),
             matrix_csv(&catalog),
         )?;
+        if let Some(dir) = &args.data {
+            super::package::write(&staging, dir, args.database_url.as_deref())
+                .context("cannot write the evidence package")?;
+        }
         check_out(&args.out)?;
         if args.out.exists() {
             std::fs::remove_dir(&args.out)

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod gate;
 pub mod import;
 pub mod import_changes;
+pub mod package;
 pub mod policy;
 pub mod reconcile;
 pub mod serve;

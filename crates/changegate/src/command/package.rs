@@ -1,0 +1,592 @@
+//! The evidence package: what an auditor takes away to check an engagement without access
+//! to changegate. `changegate audit --data` writes it to `OUT/package/`: the result files,
+//! the ledger entries the results rest on with their RFC 6962 inclusion proofs against the
+//! latest signed checkpoint, the checkpoint and its public key, and a manifest of SHA-256
+//! digests. `changegate verify-package OUT` checks it offline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The audit's result files copied into the package, byte for byte.
+const RESULT_FILES: [&str; 4] = [
+    "summary.json",
+    "samples.csv",
+    "engagement.json",
+    "reconciliation.json",
+];
+const EVENTS: &str = "events.jsonl";
+const PROOFS: &str = "proofs.jsonl";
+const CHECKPOINT: &str = "checkpoint.json";
+const MANIFEST: &str = "manifest.json";
+
+/// One line of `events.jsonl`: an entry's canonical bytes and their leaf hash.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventLine {
+    seq: u64,
+    canonical: String,
+    leaf_hash: String,
+}
+
+/// One line of `proofs.jsonl`: the audit path of entry `seq`, deepest sibling first.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofLine {
+    seq: u64,
+    proof: Vec<String>,
+}
+
+/// `checkpoint.json`: the signed checkpoint the proofs are against, and the key it names.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFile {
+    checkpoint: ledger::Checkpoint,
+    public_key: String,
+    key_id: String,
+}
+
+/// `manifest.json`: the SHA-256 of every other file of the package.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    files: BTreeMap<String, String>,
+}
+
+/// Writes `results/package/` from the result files already in `results` and the ledger in
+/// `data`. Fails when the ledger does not agree with its own checkpoint: a package whose
+/// proofs do not hold would only mislead.
+pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<()> {
+    let dir = results.join("package");
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let mut written: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for name in RESULT_FILES {
+        let bytes = std::fs::read(results.join(name))
+            .with_context(|| format!("cannot read `{name}` for the evidence package"))?;
+        written.insert(name.to_string(), bytes);
+    }
+    let engagement: Value = serde_json::from_slice(&written["engagement.json"])?;
+    let reconciliation: Value = serde_json::from_slice(&written["reconciliation.json"])?;
+    let changes = named_changes(&engagement, &reconciliation);
+
+    let store = store::open_existing(data, url)
+        .with_context(|| format!("cannot open the records in `{}`", data.display()))?;
+    let checkpoint = store
+        .latest_checkpoint()?
+        .context("the ledger has no signed checkpoint to prove the events against")?;
+    let key = store.verifying_key();
+    checkpoint
+        .verify(&key)
+        .context("the ledger's latest checkpoint does not verify: run `changegate verify`")?;
+    let leaves = store.leaf_hashes(checkpoint.size)?;
+    let tree = Tree::new(leaves);
+    if tree.root(0, tree.size()) != checkpoint.root {
+        anyhow::bail!(
+            "the ledger's leaves do not give the root of its checkpoint of size {}: run \
+             `changegate verify`",
+            checkpoint.size
+        );
+    }
+
+    let mut events = String::new();
+    let mut proofs = String::new();
+    let mut failure: Option<anyhow::Error> = None;
+    store.for_each_entry(0, &mut |e| {
+        if e.seq >= checkpoint.size {
+            return false;
+        }
+        let wanted = match serde_json::from_slice::<Head>(e.bytes) {
+            Ok(h) => {
+                h.kind == "audit.manual_result"
+                    || h.kind.starts_with("evidence.")
+                    || h.subject.is_some_and(|s| changes.contains(s.as_ref()))
+            }
+            Err(err) => {
+                failure = Some(anyhow::anyhow!("entry {} cannot be read: {err}", e.seq));
+                return false;
+            }
+        };
+        if !wanted {
+            return true;
+        }
+        let leaf = ledger::leaf_hash(e.bytes);
+        let (Ok(canonical), Some(true)) = (
+            std::str::from_utf8(e.bytes),
+            tree.leaf(e.seq).map(|l| *l == leaf),
+        ) else {
+            failure = Some(anyhow::anyhow!(
+                "entry {} does not match the ledger's tree: run `changegate verify`",
+                e.seq
+            ));
+            return false;
+        };
+        let line = EventLine {
+            seq: e.seq,
+            canonical: canonical.to_string(),
+            leaf_hash: hex::encode(leaf),
+        };
+        let proof = ProofLine {
+            seq: e.seq,
+            proof: tree.proof(e.seq).iter().map(hex::encode).collect(),
+        };
+        for (out, value) in [
+            (&mut events, serde_json::to_string(&line)),
+            (&mut proofs, serde_json::to_string(&proof)),
+        ] {
+            // Serializing strings and numbers into memory cannot fail.
+            out.push_str(&value.unwrap_or_default());
+            out.push('\n');
+        }
+        true
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    written.insert(EVENTS.into(), events.into_bytes());
+    written.insert(PROOFS.into(), proofs.into_bytes());
+    let mut checkpoint_json = serde_json::to_vec_pretty(&CheckpointFile {
+        key_id: ledger::key_id(&key),
+        public_key: hex::encode(key.as_bytes()),
+        checkpoint,
+    })?;
+    checkpoint_json.push(b'\n');
+    written.insert(CHECKPOINT.into(), checkpoint_json);
+
+    let mut manifest = Manifest {
+        files: BTreeMap::new(),
+    };
+    for (name, bytes) in &written {
+        write_file(&dir.join(name), bytes)?;
+        manifest
+            .files
+            .insert(name.clone(), hex::encode(Sha256::digest(bytes)));
+    }
+    let mut bytes = serde_json::to_vec_pretty(&manifest)?;
+    bytes.push(b'\n');
+    write_file(&dir.join(MANIFEST), &bytes)
+}
+
+/// The fields of an entry that decide whether the package holds it; the rest is skipped.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The change ids the results name: the items (and linked changes) of every control's
+/// population, sample and results, and the change each reconciled event is linked to.
+fn named_changes(engagement: &Value, reconciliation: &Value) -> BTreeSet<String> {
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if matches!(key.as_str(), "item" | "items" | "change") {
+                        let ids = match value {
+                            Value::Array(items) => items.iter().collect(),
+                            other => vec![other],
+                        };
+                        out.extend(
+                            ids.into_iter()
+                                .filter_map(Value::as_str)
+                                .filter(|s| store::change_number(s).is_some())
+                                .map(str::to_string),
+                        );
+                    }
+                    walk(value, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    for control in engagement["controls"].as_array().into_iter().flatten() {
+        for part in ["population", "sample", "results"] {
+            walk(&control[part], &mut out);
+        }
+    }
+    for event in reconciliation["report"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = event["change"].as_str() {
+            out.insert(id.to_string());
+        }
+    }
+    out
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// An RFC 6962 tree kept as the roots of its aligned power-of-two subtrees, level by level,
+/// so that every proof is read off in O(log² n) instead of rehashing the tree per entry.
+struct Tree {
+    levels: Vec<Vec<ledger::Hash>>,
+}
+
+impl Tree {
+    fn new(leaves: Vec<ledger::Hash>) -> Self {
+        let mut levels = vec![leaves];
+        while let Some(below) = levels.last().filter(|l| l.len() > 1) {
+            let up = below
+                .chunks_exact(2)
+                .map(|pair| ledger::node_hash(&pair[0], &pair[1]))
+                .collect();
+            levels.push(up);
+        }
+        Tree { levels }
+    }
+
+    fn size(&self) -> u64 {
+        self.levels[0].len() as u64
+    }
+
+    fn leaf(&self, seq: u64) -> Option<&ledger::Hash> {
+        self.levels[0].get(usize::try_from(seq).ok()?)
+    }
+
+    /// The root of the `n` leaves from `start`, as RFC 6962's `MTH` computes it.
+    fn root(&self, start: u64, n: u64) -> ledger::Hash {
+        if n == 0 {
+            return ledger::empty_root();
+        }
+        if n.is_power_of_two() && start.is_multiple_of(n) {
+            let level = n.trailing_zeros() as usize;
+            return self.levels[level][(start >> level) as usize];
+        }
+        let k = split(n);
+        ledger::node_hash(&self.root(start, k), &self.root(start + k, n - k))
+    }
+
+    /// RFC 6962 `PATH(seq, D[0:size])`.
+    fn proof(&self, seq: u64) -> Vec<ledger::Hash> {
+        let mut out = Vec::new();
+        self.path(seq, 0, self.size(), &mut out);
+        out
+    }
+
+    fn path(&self, m: u64, start: u64, n: u64, out: &mut Vec<ledger::Hash>) {
+        if n <= 1 {
+            return;
+        }
+        let k = split(n);
+        if m < k {
+            self.path(m, start, k, out);
+            out.push(self.root(start + k, n - k));
+        } else {
+            self.path(m - k, start + k, n - k, out);
+            out.push(self.root(start, k));
+        }
+    }
+}
+
+/// The largest power of two below `n` (n > 1).
+fn split(n: u64) -> u64 {
+    1 << (63 - (n - 1).leading_zeros())
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The audit's output directory (the package is its `package/`), or the package itself.
+    dir: PathBuf,
+    /// The ed25519 public key (hex) the checkpoint must be signed with, as published by
+    /// `GET /api/v1/ledger/checkpoint`; without it the key the package includes is trusted.
+    #[arg(long)]
+    public_key: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let pinned = match &args.public_key {
+        None => None,
+        Some(text) => Some(parse_key(text).context("`--public-key`")?),
+    };
+    let dir = if args.dir.join(MANIFEST).is_file() {
+        args.dir.clone()
+    } else {
+        args.dir.join("package")
+    };
+    if !dir.join(MANIFEST).is_file() {
+        anyhow::bail!("`{}` holds no evidence package", args.dir.display());
+    }
+    match check(&dir, pinned.as_ref())? {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => {
+            eprintln!("package broken: {problem}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn parse_key(text: &str) -> anyhow::Result<VerifyingKey> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes).context("a public key is 64 hex digits")?;
+    VerifyingKey::from_bytes(&bytes).context("not an ed25519 public key")
+}
+
+/// Checks the package in `dir`: the outer error is an I/O failure, the inner one the first
+/// problem found.
+fn check(dir: &Path, pinned: Option<&VerifyingKey>) -> anyhow::Result<Result<String, String>> {
+    let manifest_bytes = std::fs::read(dir.join(MANIFEST))
+        .with_context(|| format!("cannot read `{}`", dir.join(MANIFEST).display()))?;
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&manifest_bytes) else {
+        return Ok(Err(format!("`{MANIFEST}` is not a manifest")));
+    };
+    if let Some(name) = manifest
+        .files
+        .keys()
+        .find(|n| n.contains(['/', '\\']) || n.starts_with('.'))
+    {
+        return Ok(Err(format!(
+            "the manifest lists `{name}`, which is not a file of the package"
+        )));
+    }
+    let mut present = BTreeSet::new();
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("cannot list `{}`", dir.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name != MANIFEST {
+            present.insert(name);
+        }
+    }
+    let required = RESULT_FILES.into_iter().chain([EVENTS, PROOFS, CHECKPOINT]);
+    for name in required
+        .map(str::to_string)
+        .chain(manifest.files.keys().cloned())
+    {
+        if !manifest.files.contains_key(&name) {
+            return Ok(Err(format!("`{name}` is not listed in the manifest")));
+        }
+        if !present.contains(&name) {
+            return Ok(Err(format!(
+                "`{name}` is listed in the manifest but missing"
+            )));
+        }
+    }
+    if let Some(extra) = present.iter().find(|n| !manifest.files.contains_key(*n)) {
+        return Ok(Err(format!(
+            "`{extra}` is in the package but not in the manifest"
+        )));
+    }
+    let mut files = BTreeMap::new();
+    for (name, digest) in &manifest.files {
+        let bytes =
+            std::fs::read(dir.join(name)).with_context(|| format!("cannot read `{name}`"))?;
+        if hex::encode(Sha256::digest(&bytes)) != digest.to_ascii_lowercase() {
+            return Ok(Err(format!(
+                "`{name}` does not match its SHA-256 in the manifest"
+            )));
+        }
+        files.insert(name.as_str(), bytes);
+    }
+    Ok(check_contents(&files, pinned))
+}
+
+/// Checks the checkpoint, the events and their proofs, and reperforms the changes.
+fn check_contents(
+    files: &BTreeMap<&str, Vec<u8>>,
+    pinned: Option<&VerifyingKey>,
+) -> Result<String, String> {
+    let cp: CheckpointFile = serde_json::from_slice(&files[CHECKPOINT])
+        .map_err(|e| format!("`{CHECKPOINT}` cannot be read: {e}"))?;
+    let key = parse_key(&cp.public_key).map_err(|e| format!("`{CHECKPOINT}`: {e:#}"))?;
+    if let Some(pinned) = pinned {
+        if pinned != &key {
+            return Err(format!(
+                "the checkpoint's key `{}` is not the key given with --public-key (`{}`)",
+                ledger::key_id(&key),
+                ledger::key_id(pinned)
+            ));
+        }
+    }
+    if cp.key_id != ledger::key_id(&key) {
+        return Err(format!(
+            "`{CHECKPOINT}` names key id `{}` for a key whose id is `{}`",
+            cp.key_id,
+            ledger::key_id(&key)
+        ));
+    }
+    let checkpoint = &cp.checkpoint;
+    checkpoint
+        .verify(&key)
+        .map_err(|e| format!("the checkpoint's signature does not verify: {e}"))?;
+
+    let mut proofs: BTreeMap<u64, Vec<ledger::Hash>> = BTreeMap::new();
+    for (n, line) in lines(&files[PROOFS]).enumerate() {
+        let where_ = || format!("`{PROOFS}` line {}", n + 1);
+        let p: ProofLine =
+            serde_json::from_str(line).map_err(|e| format!("{} cannot be read: {e}", where_()))?;
+        let hashes = p
+            .proof
+            .iter()
+            .map(|h| ledger::parse_hash(h))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| format!("{} holds a hash that is not 64 hex digits", where_()))?;
+        if proofs.insert(p.seq, hashes).is_some() {
+            return Err(format!("{} repeats the proof of event {}", where_(), p.seq));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut entries = Vec::new();
+    for (n, line) in lines(&files[EVENTS]).enumerate() {
+        let where_ = format!("`{EVENTS}` line {}", n + 1);
+        let e: EventLine =
+            serde_json::from_str(line).map_err(|e| format!("{where_} cannot be read: {e}"))?;
+        let at = format!("{where_} (event {})", e.seq);
+        if !seen.insert(e.seq) {
+            return Err(format!("{at} is in the package twice"));
+        }
+        let leaf = ledger::leaf_hash(e.canonical.as_bytes());
+        if ledger::parse_hash(&e.leaf_hash) != Some(leaf) {
+            return Err(format!(
+                "{at}: its leaf hash is not the hash of its canonical bytes"
+            ));
+        }
+        let entry =
+            ledger::decode_entry(e.canonical.as_bytes()).map_err(|err| format!("{at}: {err}"))?;
+        if entry.seq != e.seq {
+            return Err(format!("{at} holds the entry of seq {}", entry.seq));
+        }
+        let proof = proofs
+            .get(&e.seq)
+            .ok_or_else(|| format!("{at} has no inclusion proof"))?;
+        if !ledger::verify_inclusion(&leaf, e.seq, checkpoint.size, proof, &checkpoint.root) {
+            return Err(format!(
+                "{at}: its inclusion proof does not verify against the checkpoint of size {}",
+                checkpoint.size
+            ));
+        }
+        entries.push(entry);
+    }
+    if let Some(seq) = proofs.keys().find(|s| !seen.contains(s)) {
+        return Err(format!(
+            "`{PROOFS}` proves event {seq}, which is missing from `{EVENTS}`"
+        ));
+    }
+
+    let changes = reperform(&entries)?;
+    let engagement: Value = serde_json::from_slice(&files["engagement.json"])
+        .map_err(|e| format!("`engagement.json` cannot be read: {e}"))?;
+    let reconciliation: Value = serde_json::from_slice(&files["reconciliation.json"])
+        .map_err(|e| format!("`reconciliation.json` cannot be read: {e}"))?;
+    let named = named_changes(&engagement, &reconciliation);
+    if let Some(id) = named.iter().find(|id| !changes.contains_key(*id)) {
+        return Err(format!(
+            "the results name `{id}`, but none of its events are in `{EVENTS}`"
+        ));
+    }
+    Ok(format!(
+        "package intact: {} files, {} events proven against checkpoint of size {} \
+         ({} changes rebuilt; key {}, {})",
+        files.len() + 1,
+        entries.len(),
+        checkpoint.size,
+        changes.len(),
+        ledger::key_id(&key),
+        if pinned.is_some() {
+            "pinned by --public-key"
+        } else {
+            "as the package includes it: pin it with --public-key"
+        }
+    ))
+}
+
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
+    // A file that is not UTF-8 reads as one bad line.
+    std::str::from_utf8(bytes)
+        .unwrap_or("\u{fffd}")
+        .lines()
+        .filter(|l| !l.is_empty())
+}
+
+/// Rebuilds every change from its events in seq order, the way the server's projection
+/// does, checking that each starts with its request and each event starts from the stage
+/// the one before left it in (an event missing from the middle shows as a jump).
+fn reperform(entries: &[ledger::Entry]) -> Result<BTreeMap<String, domain::Change>, String> {
+    let mut changes: BTreeMap<String, domain::Change> = BTreeMap::new();
+    for entry in entries {
+        let Some(kind) = entry.kind.strip_prefix("change.") else {
+            continue;
+        };
+        if kind.parse::<domain::ActionKind>().is_err() {
+            continue;
+        }
+        let at = format!("event {}", entry.seq);
+        let id = entry
+            .subject
+            .as_deref()
+            .ok_or_else(|| format!("{at} is a change event without a subject"))?;
+        let event: domain::ChangeEvent = serde_json::from_value(entry.payload.clone())
+            .map_err(|e| format!("{at}: the event of `{id}` cannot be read: {e}"))?;
+        let recorded = domain::Recorded {
+            time: entry.time.clone(),
+            actor: entry.actor.clone(),
+        };
+        match (changes.get_mut(id), &event.action) {
+            (None, domain::Action::Request(new)) => {
+                changes.insert(
+                    id.to_string(),
+                    domain::Change::requested(id, &recorded, new),
+                );
+            }
+            (None, _) => {
+                return Err(format!(
+                    "{at}: the first event of `{id}` in the package is not its request"
+                ))
+            }
+            (Some(_), domain::Action::Request(_)) => {
+                return Err(format!("{at}: `{id}` is requested a second time"))
+            }
+            (Some(change), _) => {
+                if change.stage != event.stage_from {
+                    return Err(format!(
+                        "{at}: `{id}` was at stage {:?}, but its next event in the package \
+                         starts from {:?}: an event of it is missing",
+                        change.stage, event.stage_from
+                    ));
+                }
+                change.apply(&recorded, &event);
+            }
+        }
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proofs_match_the_ledgers() {
+        for size in 1..=40u64 {
+            let leaves: Vec<ledger::Hash> = (0..size)
+                .map(|i| ledger::leaf_hash(&i.to_be_bytes()))
+                .collect();
+            let tree = Tree::new(leaves.clone());
+            assert_eq!(tree.root(0, size), ledger::root(&leaves), "size {size}");
+            for seq in 0..size {
+                let want = ledger::inclusion_proof(&leaves, seq).unwrap();
+                assert_eq!(tree.proof(seq), want, "size {size}, seq {seq}");
+            }
+        }
+    }
+}

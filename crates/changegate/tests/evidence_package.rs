@@ -1,0 +1,294 @@
+//! The evidence package `changegate audit --data` writes, checked offline by
+//! `changegate verify-package`: an untouched package passes, and each kind of tampering is
+//! named with exit 1, whether or not the tamperer also fixed the manifest.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_changegate"))
+        .args(args)
+        .output()
+        .expect("changegate runs")
+}
+
+/// The demo quarter audited into `OUT`; returns the temp dir and the audit's output dir.
+fn audited() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("D");
+    let out = tmp.path().join("OUT");
+    let demo = run(&["demo", "--data", data.to_str().unwrap()]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let audit = run(&[
+        "audit",
+        "--from",
+        "2026-07-01",
+        "--to",
+        "2026-09-30",
+        "--seed",
+        "5",
+        "--as-of",
+        "2026-10-01T00:00:00Z",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    (tmp, out)
+}
+
+fn verify(out: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["verify-package", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+/// Asserts exit 1 with a message holding `needle`.
+fn assert_broken(out: &Path, extra: &[&str], needle: &str) {
+    let (code, text) = verify(out, extra);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("package broken"), "{text}");
+    assert!(text.contains(needle), "expected `{needle}` in: {text}");
+}
+
+/// Rewrites the manifest to match the files as they now are, as a careful tamperer would.
+fn fix_manifest(package: &Path) {
+    let mut files = serde_json::Map::new();
+    for entry in std::fs::read_dir(package).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "manifest.json" {
+            let digest = hex::encode(Sha256::digest(std::fs::read(entry.path()).unwrap()));
+            files.insert(name, Value::String(digest));
+        }
+    }
+    let manifest = serde_json::json!({ "files": files });
+    std::fs::write(
+        package.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+fn real_key(package: &Path) -> String {
+    let cp: Value =
+        serde_json::from_slice(&std::fs::read(package.join("checkpoint.json")).unwrap()).unwrap();
+    cp["public_key"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_untouched_package_verifies_with_and_without_the_pinned_key() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    for name in [
+        "summary.json",
+        "samples.csv",
+        "engagement.json",
+        "reconciliation.json",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(name)).unwrap(),
+            std::fs::read(package.join(name)).unwrap(),
+            "{name} is copied byte for byte"
+        );
+    }
+    let (code, text) = verify(&out, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("package intact: 8 files, "), "{text}");
+    assert!(
+        text.contains("events proven against checkpoint of size"),
+        "{text}"
+    );
+    let key = real_key(&package);
+    let (code, text) = verify(&out, &["--public-key", &key]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("pinned by --public-key"), "{text}");
+    // The package directory itself may be named too.
+    assert_eq!(verify(&package, &[]).0, 0);
+}
+
+#[test]
+fn a_changed_byte_is_named_by_the_manifest_or_else_by_the_proof() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let mut bytes = std::fs::read(package.join("engagement.json")).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(package.join("engagement.json"), &bytes).unwrap();
+    assert_broken(
+        &out,
+        &[],
+        "`engagement.json` does not match its SHA-256 in the manifest",
+    );
+
+    // An event's bytes changed and the manifest fixed: its leaf hash no longer matches.
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let events = package.join("events.jsonl");
+    let mut lines = read_lines(&events);
+    lines[0] = lines[0].replacen("alice", "alicf", 1);
+    write_lines(&events, &lines);
+    fix_manifest(&package);
+    assert_broken(
+        &out,
+        &[],
+        "its leaf hash is not the hash of its canonical bytes",
+    );
+
+    // The leaf hash recomputed as well: only the inclusion proof can tell.
+    let mut line: Value = serde_json::from_str(&lines[0]).unwrap();
+    let canonical = line["canonical"].as_str().unwrap().to_string();
+    line["leaf_hash"] = Value::String(hex::encode(ledger::leaf_hash(canonical.as_bytes())));
+    lines[0] = line.to_string();
+    write_lines(&events, &lines);
+    fix_manifest(&package);
+    assert_broken(&out, &[], "its inclusion proof does not verify");
+}
+
+#[test]
+fn a_missing_or_extra_file_is_named() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    std::fs::remove_file(package.join("samples.csv")).unwrap();
+    assert_broken(
+        &out,
+        &[],
+        "`samples.csv` is listed in the manifest but missing",
+    );
+    fix_manifest(&package);
+    assert_broken(&out, &[], "`samples.csv` is not listed in the manifest");
+
+    let (_tmp, out) = audited();
+    std::fs::write(out.join("package").join("notes.txt"), "x").unwrap();
+    assert_broken(
+        &out,
+        &[],
+        "`notes.txt` is in the package but not in the manifest",
+    );
+}
+
+#[test]
+fn a_removed_event_is_caught_by_proof_coverage_or_by_reperformance() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let events = package.join("events.jsonl");
+    let mut lines = read_lines(&events);
+    let removed: Value = serde_json::from_str(&lines.remove(5)).unwrap();
+    write_lines(&events, &lines);
+    fix_manifest(&package);
+    assert_broken(
+        &out,
+        &[],
+        &format!(
+            "proves event {}, which is missing from `events.jsonl`",
+            removed["seq"]
+        ),
+    );
+
+    // The event and its proof both removed: rebuilding its change shows the gap.
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let mut events = read_lines(&package.join("events.jsonl"));
+    let mut proofs = read_lines(&package.join("proofs.jsonl"));
+    let first: Value = serde_json::from_str(&events[0]).unwrap();
+    assert!(first["canonical"]
+        .as_str()
+        .unwrap()
+        .contains("\"kind\":\"change.request\""));
+    events.remove(0);
+    proofs.remove(0);
+    write_lines(&package.join("events.jsonl"), &events);
+    write_lines(&package.join("proofs.jsonl"), &proofs);
+    fix_manifest(&package);
+    assert_broken(&out, &[], "in the package is not its request");
+}
+
+#[test]
+fn a_checkpoint_signed_with_another_key_fails_against_the_pinned_key() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let key = real_key(&package);
+    let path = package.join("checkpoint.json");
+    let original: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let cp: ledger::Checkpoint = serde_json::from_value(original["checkpoint"].clone()).unwrap();
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let forged = ledger::Checkpoint::sign(&forger, cp.size, cp.root, cp.head, &cp.time);
+
+    // Another key's signature under the real key: it does not verify.
+    let mut swapped = original.clone();
+    swapped["checkpoint"]["signature"] = Value::String(forged.signature.clone());
+    std::fs::write(&path, serde_json::to_vec_pretty(&swapped).unwrap()).unwrap();
+    fix_manifest(&package);
+    assert_broken(&out, &[], "the checkpoint's signature does not verify");
+
+    // The forger's key put in as well: the package is consistent with itself, so without a
+    // pinned key it passes, naming the key it trusted; the real key refuses it.
+    let forger_key = forger.verifying_key();
+    let mut resigned = original.clone();
+    resigned["checkpoint"] = serde_json::to_value(&forged).unwrap();
+    resigned["public_key"] = Value::String(hex::encode(forger_key.as_bytes()));
+    resigned["key_id"] = Value::String(ledger::key_id(&forger_key));
+    std::fs::write(&path, serde_json::to_vec_pretty(&resigned).unwrap()).unwrap();
+    fix_manifest(&package);
+    let (code, text) = verify(&out, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&ledger::key_id(&forger_key)), "{text}");
+    assert!(text.contains("pin it with --public-key"), "{text}");
+    assert_broken(
+        &out,
+        &["--public-key", &key],
+        "is not the key given with --public-key",
+    );
+}
+
+#[test]
+fn an_altered_proof_is_named() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let proofs = package.join("proofs.jsonl");
+    let mut lines = read_lines(&proofs);
+    let mut line: Value = serde_json::from_str(&lines[3]).unwrap();
+    let hash = line["proof"][0].as_str().unwrap();
+    let flipped = if hash.starts_with('0') { "1" } else { "0" };
+    line["proof"][0] = Value::String(format!("{flipped}{}", &hash[1..]));
+    lines[3] = line.to_string();
+    write_lines(&proofs, &lines);
+    fix_manifest(&package);
+    assert_broken(
+        &out,
+        &[],
+        &format!(
+            "(event {}): its inclusion proof does not verify",
+            line["seq"]
+        ),
+    );
+}
