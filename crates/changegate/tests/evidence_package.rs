@@ -124,7 +124,11 @@ fn an_untouched_package_verifies_with_and_without_the_pinned_key() {
     }
     let (code, text) = verify(&out, &[]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.starts_with("package intact: 8 files, "), "{text}");
+    assert!(text.starts_with("package intact: 9 files, "), "{text}");
+    assert!(
+        text.contains("controls tested again: identical results"),
+        "the results are computed again from the package: {text}"
+    );
     assert!(
         text.contains("events proven against checkpoint of size"),
         "{text}"
@@ -291,4 +295,58 @@ fn an_altered_proof_is_named() {
             line["seq"]
         ),
     );
+}
+
+#[test]
+fn results_that_the_package_does_not_support_are_caught_by_reperformance() {
+    // A sample changed to other items, with the manifest made to match.
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let samples = std::fs::read_to_string(package.join("samples.csv")).unwrap();
+    let mut lines: Vec<&str> = samples.lines().collect();
+    lines.swap(1, 2);
+    std::fs::write(package.join("samples.csv"), lines.join("\n") + "\n").unwrap();
+    fix_manifest(&package);
+    assert_broken(&out, &[], "samples drawn again from the seed differ");
+
+    // A failed attribute turned into a pass in the engagement.
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let text = std::fs::read_to_string(package.join("engagement.json")).unwrap();
+    let mut e: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let failed = e["controls"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .flat_map(|c| c["results"].as_array_mut().unwrap().iter_mut())
+        .find(|r| r["result"] == "fail")
+        .expect("the demo has a failed attribute");
+    failed["result"] = serde_json::json!("pass");
+    std::fs::write(
+        package.join("engagement.json"),
+        serde_json::to_vec_pretty(&e).unwrap(),
+    )
+    .unwrap();
+    fix_manifest(&package);
+    assert_broken(
+        &out,
+        &[],
+        "engagement computed again from the package differs",
+    );
+
+    // Another seed claimed for the same samples.
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let text = std::fs::read_to_string(package.join("inputs.json")).unwrap();
+    let mut inputs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    inputs["seed"] = serde_json::json!(6);
+    std::fs::write(
+        package.join("inputs.json"),
+        serde_json::to_vec(&inputs).unwrap(),
+    )
+    .unwrap();
+    fix_manifest(&package);
+    let (code, text) = verify(&out, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("differ"), "{text}");
 }

@@ -307,11 +307,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     )
     .context("cannot build the OSCAL assessment results")?;
+    let policy_text = match &args.policy {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the policy file `{}`", path.display()))?,
+        None => domain::policy::DEFAULT_POLICY_TOML.to_string(),
+    };
+    // Everything the engagement was computed from that the ledger does not hold, so that
+    // `verify-package` can compute it again from the package alone.
+    let inputs = super::package::Inputs {
+        period: e.period.clone(),
+        seed: e.seed,
+        as_of: fmt(as_of),
+        tolerable_rate: args.tolerable_rate,
+        higher_risk: args.higher_risk.clone(),
+        attribute_plans: plans.clone(),
+        catalog: catalog.clone(),
+        sources: plan.sources.clone(),
+        policy: policy_text,
+        rules: rules.clone(),
+        users: users.clone(),
+        events: events.clone(),
+    };
     let staging = staging_dir(&args.out)?;
     let written = (|| -> anyhow::Result<()> {
         write_json(&staging.join("summary.json"), &summary)?;
         write_json(&staging.join("imported-changes.json"), &imported)?;
         write_json(&staging.join("assessment-results.json"), &oscal)?;
+        write_json(&staging.join("inputs.json"), &inputs)?;
         write_text(
             &staging.join("report.html"),
             audit::report::html(

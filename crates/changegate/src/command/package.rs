@@ -16,12 +16,36 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The audit's result files copied into the package, byte for byte.
-const RESULT_FILES: [&str; 4] = [
+const RESULT_FILES: [&str; 5] = [
     "summary.json",
     "samples.csv",
     "engagement.json",
     "reconciliation.json",
+    INPUTS,
 ];
+/// What the engagement was computed from besides the ledger entries.
+const INPUTS: &str = "inputs.json";
+
+/// `inputs.json`: the plan of the engagement and the inputs of its reconciliation that the
+/// ledger does not hold (the production change events read from git, the users, the
+/// policy), so that the package alone is enough to compute the results again.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    pub period: (String, String),
+    pub seed: u64,
+    pub as_of: String,
+    pub tolerable_rate: f64,
+    pub higher_risk: Vec<String>,
+    pub attribute_plans: BTreeMap<String, audit::sampling::AttributePlan>,
+    pub catalog: audit::catalog::Catalog,
+    pub sources: Vec<String>,
+    /// The policy file's text.
+    pub policy: String,
+    pub rules: audit::Rules,
+    pub users: BTreeMap<String, audit::UserFacts>,
+    pub events: Vec<audit::ProductionEvent>,
+}
 const EVENTS: &str = "events.jsonl";
 const PROOFS: &str = "proofs.jsonl";
 const CHECKPOINT: &str = "checkpoint.json";
@@ -494,9 +518,10 @@ fn check_contents(
             "the results name `{id}`, but none of its events are in `{EVENTS}`"
         ));
     }
+    let reperformed = reperform_results(files, &entries, &changes, &reconciliation, &engagement)?;
     Ok(format!(
         "package intact: {} files, {} events proven against checkpoint of size {} \
-         ({} changes rebuilt; key {}, {})",
+         ({} changes rebuilt; {reperformed}; key {}, {})",
         files.len() + 1,
         entries.len(),
         checkpoint.size,
@@ -516,6 +541,125 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
         .unwrap_or("\u{fffd}")
         .lines()
         .filter(|l| !l.is_empty())
+}
+
+/// Computes the reconciliation and the engagement again from the package alone (the proven
+/// ledger entries and `inputs.json`) and compares them with the results it holds.
+fn reperform_results(
+    files: &BTreeMap<&str, Vec<u8>>,
+    entries: &[ledger::Entry],
+    changes: &BTreeMap<String, domain::Change>,
+    reconciliation: &Value,
+    engagement: &Value,
+) -> Result<String, String> {
+    let inputs: Inputs = serde_json::from_slice(&files[INPUTS])
+        .map_err(|e| format!("`{INPUTS}` cannot be read: {e}"))?;
+    let policy = domain::Policy::from_toml(&inputs.policy)
+        .map_err(|e| format!("`{INPUTS}`: its policy cannot be read: {e}"))?;
+    let as_of = domain::action::parse_instant("as_of", &inputs.as_of)
+        .map_err(|e| format!("`{INPUTS}`: {e}"))?;
+    let mut evidence = Vec::new();
+    let mut manual = Vec::new();
+    for entry in entries {
+        if entry.kind == "audit.manual_result" {
+            let result: audit::engagement::ManualResult = entry
+                .payload
+                .get("result")
+                .cloned()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or_else(|| {
+                    format!("event {}: a manual result that cannot be read", entry.seq)
+                })?;
+            let performed = domain::action::parse_instant("performed_at", &result.performed_at);
+            if performed.is_ok_and(|t| t <= as_of) {
+                manual.push(result);
+            }
+        } else if entry.kind.starts_with("evidence.") {
+            if let Some(value) = entry.payload.get("evidence") {
+                let e: evidence::Evidence = serde_json::from_value(value.clone()).map_err(|e| {
+                    format!("event {}: evidence that cannot be read: {e}", entry.seq)
+                })?;
+                evidence.push(e);
+            }
+        }
+    }
+    let report = audit::reconcile(&audit::Inputs {
+        events: &inputs.events,
+        evidence: &evidence,
+        changes,
+        users: &inputs.users,
+        policy: &policy,
+        rules: &inputs.rules,
+        as_of,
+    });
+    let recorded = reconciliation.get("report").cloned().unwrap_or(Value::Null);
+    let again = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+    if again != recorded {
+        let rows = |v: &Value| v["events"].as_array().cloned().unwrap_or_default();
+        let (a, b) = (rows(&again), rows(&recorded));
+        let at = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()));
+        let which = a
+            .get(at)
+            .or(b.get(at))
+            .and_then(|r| r["commit"].as_str())
+            .unwrap_or("its summary");
+        return Err(format!(
+            "the reconciliation computed again from the package differs from \
+             `reconciliation.json` at event {at} ({which})"
+        ));
+    }
+    let parse = |t: &str| domain::action::parse_instant("period", t).ok();
+    let (from, to) = (parse(&inputs.period.0), parse(&inputs.period.1));
+    let implemented: Vec<&domain::Change> = changes
+        .values()
+        .filter(|c| {
+            c.deployment.as_ref().is_some_and(|d| {
+                match (domain::action::parse_instant("at", &d.at).ok(), from, to) {
+                    (Some(t), Some(from), Some(to)) => t >= from && t <= to,
+                    _ => false,
+                }
+            })
+        })
+        .collect();
+    let sizes = audit::sampling::SizeTable::default();
+    let plan = audit::engagement::Plan {
+        period: inputs.period.clone(),
+        seed: inputs.seed,
+        catalog: &inputs.catalog,
+        sizes: &sizes,
+        attribute_plans: &inputs.attribute_plans,
+        higher_risk: &inputs.higher_risk,
+        tolerable_rate: inputs.tolerable_rate,
+        sources: inputs.sources.clone(),
+    };
+    let e = audit::engagement::run(&plan, &report, &implemented, &manual)
+        .map_err(|e| format!("the engagement cannot be computed again: {e}"))?;
+    if audit::engagement::samples_csv(&e).as_bytes() != files["samples.csv"].as_slice() {
+        return Err("the samples drawn again from the seed differ from `samples.csv`".into());
+    }
+    let again = serde_json::to_value(&e).map_err(|e| e.to_string())?;
+    if &again != engagement {
+        let controls = |v: &Value| v["controls"].as_array().cloned().unwrap_or_default();
+        let which = controls(&again)
+            .iter()
+            .zip(controls(engagement).iter())
+            .find(|(x, y)| x != y)
+            .and_then(|(x, _)| x["control"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "its deficiencies".into());
+        return Err(format!(
+            "the engagement computed again from the package differs from `engagement.json` \
+             at {which}"
+        ));
+    }
+    Ok(format!(
+        "{} events reconciled and {} controls tested again: identical results",
+        report.events.len(),
+        e.controls.len()
+    ))
 }
 
 /// Rebuilds every change from its events in seq order, the way the server's projection
