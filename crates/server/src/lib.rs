@@ -71,6 +71,7 @@ pub struct AppState {
         routes::evidence::release_notes,
         routes::audit::record,
         routes::audit::list,
+        routes::audit::engage,
     ),
     modifiers(&BearerAuth)
 )]
@@ -137,6 +138,7 @@ pub fn router(state: AppState) -> Router {
             "/audit/results",
             post(routes::audit::record).get(routes::audit::list),
         )
+        .route("/audit/engagements", post(routes::audit::engage))
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .route("/healthz", get(healthz))

@@ -181,6 +181,58 @@ impl State {
         out
     }
 
+    /// The implementations recorded in the lifecycle (`implement`) to production that no
+    /// pipeline or code host reported: changegate's own record is then the evidence that the
+    /// change went out, and it is tested like any reported deployment.
+    pub fn lifecycle_deployments(
+        &self,
+        reported: &[ProductionEvent],
+        rules: &Rules,
+    ) -> Vec<ProductionEvent> {
+        let known: std::collections::HashSet<(String, String)> = reported
+            .iter()
+            .filter_map(|e| match e {
+                ProductionEvent::Deployment(d) => Some((
+                    d.artifact.trim().to_ascii_lowercase(),
+                    d.environment.trim().to_ascii_lowercase(),
+                )),
+                ProductionEvent::Commit(_) => None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for change in self.changes.values() {
+            let Some(d) = &change.deployment else {
+                continue;
+            };
+            let key = (
+                d.artifact.trim().to_ascii_lowercase(),
+                d.environment.trim().to_ascii_lowercase(),
+            );
+            if !rules.is_production(&d.environment) || known.contains(&key) {
+                continue;
+            }
+            out.push(ProductionEvent::Deployment(evidence::Deployment {
+                host: evidence::Host::Pipeline,
+                id: format!("{}-implementation", change.id),
+                system: change.systems.first().cloned().unwrap_or_default(),
+                environment: d.environment.clone(),
+                artifact: d.artifact.clone(),
+                actor: evidence::Identity {
+                    login: d.by.clone(),
+                    bot: false,
+                },
+                at: d.at.clone(),
+                status: Some("success".into()),
+                commits: vec![],
+                description: Some(format!(
+                    "implementation of {} recorded in changegate",
+                    change.id
+                )),
+            }));
+        }
+        out
+    }
+
     /// The production change events the evidence shows: commits pushed or merged to a
     /// protected branch, and deployments to production-tier environments, newest first.
     pub fn production_events(&self, rules: &Rules) -> Vec<ProductionEvent> {

@@ -20,6 +20,7 @@ on_every_backend!(
     an_emergency_fix_pushed_to_the_branch_passes_the_gate_pending_approval,
     an_approval_naming_no_artifact_covers_only_what_was_linked_before_it,
     auditors_record_manual_results_in_the_ledger,
+    auditors_run_engagements_over_the_ledger,
 );
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -735,4 +736,52 @@ async fn auditors_record_manual_results_in_the_ledger(app: TestApp) {
         .get("frank", "/api/v1/audit/results?control=CM-14")
         .await;
     assert!(v["results"].as_array().unwrap().is_empty());
+}
+
+async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
+    let id = approved(&app).await;
+    let body = json!({"system": "payments", "environment": "production", "artifact": ARTIFACT,
+                      "time": fmt(app.now()), "id": "run-1", "status": "success"});
+    let (status, v) = app.post("ci", "/api/v1/deployments", body).await;
+    assert_eq!(status, 201, "{v}");
+    let period = json!({"from": fmt(app.now() - Duration::days(30)),
+                        "to": fmt(app.now() + Duration::minutes(1)), "seed": 7});
+    let before = app.ledger_size();
+    let (status, v) = app
+        .post("olivia", "/api/v1/audit/engagements", period.clone())
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let controls = v["summary"]["controls"].as_array().unwrap();
+    assert_eq!(controls.len(), 21);
+    let cm16 = controls.iter().find(|c| c["id"] == "CM-16").unwrap();
+    assert_eq!(cm16["population"], 1, "the reported deployment: {v}");
+    assert_eq!(cm16["exceptions"], 0, "{v}");
+    assert!(
+        v["samples_csv"].as_str().unwrap().contains(&format!(",7,")),
+        "{v}"
+    );
+    // Every run is recorded; the same inputs and seed give the same summary.
+    assert_eq!(app.ledger_size(), before + 1);
+    let (_, again) = app
+        .post("olivia", "/api/v1/audit/engagements", period.clone())
+        .await;
+    assert_eq!(again["summary_sha256"], v["summary_sha256"]);
+    let _ = id;
+
+    // Only auditors run engagements, and the period must make sense.
+    let (status, v) = app.post("frank", "/api/v1/audit/engagements", period).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("role_not_allowed")),
+        "{v}"
+    );
+    let backwards =
+        json!({"from": fmt(app.now()), "to": fmt(app.now() - Duration::days(1)), "seed": 1});
+    let (status, _) = app
+        .post("olivia", "/api/v1/audit/engagements", backwards)
+        .await;
+    assert_eq!(status, 422);
+    let naive = json!({"from": "2026-01-01 00:00:00", "to": fmt(app.now()), "seed": 1});
+    let (status, _) = app.post("olivia", "/api/v1/audit/engagements", naive).await;
+    assert_eq!(status, 422);
 }

@@ -452,7 +452,7 @@ fn ledger_events(
     let (events, imported, manual) = projection
         .read(store.as_ref(), |s| {
             let mut events = s.production_events(rules);
-            events.extend(lifecycle_deployments(s, &events, rules));
+            events.extend(s.lifecycle_deployments(&events, rules));
             (events, s.imported.clone(), s.manual_results.clone())
         })
         .context("cannot read the ledger")?;
@@ -479,58 +479,6 @@ struct LedgerFacts {
     manual: Vec<ManualResult>,
     /// The checkpoint read at, in words.
     checkpoint: String,
-}
-
-/// The implementations recorded in the lifecycle (`implement`) to production that no
-/// pipeline or code host reported: changegate's own record is then the evidence that the
-/// change went out, and it is tested like any reported deployment.
-fn lifecycle_deployments(
-    s: &server::projection::State,
-    reported: &[ProductionEvent],
-    rules: &audit::Rules,
-) -> Vec<ProductionEvent> {
-    let known: std::collections::HashSet<(String, String)> = reported
-        .iter()
-        .filter_map(|e| match e {
-            ProductionEvent::Deployment(d) => Some((
-                d.artifact.trim().to_ascii_lowercase(),
-                d.environment.trim().to_ascii_lowercase(),
-            )),
-            ProductionEvent::Commit(_) => None,
-        })
-        .collect();
-    let mut out = Vec::new();
-    for change in s.changes.values() {
-        let Some(d) = &change.deployment else {
-            continue;
-        };
-        let key = (
-            d.artifact.trim().to_ascii_lowercase(),
-            d.environment.trim().to_ascii_lowercase(),
-        );
-        if !rules.is_production(&d.environment) || known.contains(&key) {
-            continue;
-        }
-        out.push(ProductionEvent::Deployment(evidence::Deployment {
-            host: evidence::Host::Pipeline,
-            id: format!("{}-implementation", change.id),
-            system: change.systems.first().cloned().unwrap_or_default(),
-            environment: d.environment.clone(),
-            artifact: d.artifact.clone(),
-            actor: evidence::Identity {
-                login: d.by.clone(),
-                bot: false,
-            },
-            at: d.at.clone(),
-            status: Some("success".into()),
-            commits: vec![],
-            description: Some(format!(
-                "implementation of {} recorded in changegate",
-                change.id
-            )),
-        }));
-    }
-    out
 }
 
 /// An imported record belongs to the period when anything happened to it in the period:

@@ -136,3 +136,166 @@ pub async fn list(
     .map_err(ServiceError::from)?;
     Ok(Json(serde_json::json!({ "results": results })))
 }
+
+/// What an auditor asks the server to run.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngagementRequest {
+    /// First instant of the period, RFC 3339.
+    pub from: String,
+    /// Last instant of the period, RFC 3339.
+    pub to: String,
+    pub seed: u64,
+}
+
+/// Runs an engagement over the server's ledger, as `changegate audit --data` does with the
+/// shipped catalog and sampling rules, judged as of now. The run is recorded in the ledger
+/// (period, seed and the digest of its summary), so that what an auditor was shown can be
+/// told apart from a rerun.
+#[utoipa::path(
+    post, path = "/api/v1/audit/engagements", tag = "audit",
+    request_body(content = Object, description = "from, to (RFC 3339), seed"),
+    responses((status = 201, body = Object), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn engage(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if !user.roles.iter().any(|r| r == "auditor") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "role_not_allowed",
+            format!(
+                "`{}` may not run engagements: that takes the auditor role",
+                user.name
+            ),
+        ));
+    }
+    let req: EngagementRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let from = domain::action::parse_instant("from", &req.from)
+        .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
+    let to = domain::action::parse_instant("to", &req.to)
+        .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
+    if to < from {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "`to` is before `from`",
+        ));
+    }
+    let now = state.clock.now();
+    let st = state.clone();
+    let period = (
+        domain::action::format_instant(from),
+        domain::action::format_instant(to),
+    );
+    let period2 = period.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ApiError> {
+        let store = st.service.store.clone();
+        let rules = &st.evidence.settings.rules;
+        let users: std::collections::BTreeMap<String, audit::UserFacts> = store
+            .users()
+            .map_err(ServiceError::from)?
+            .into_iter()
+            .map(|u| {
+                (
+                    u.name,
+                    audit::UserFacts {
+                        roles: u.roles,
+                        machine: u.machine,
+                        active: u.active,
+                    },
+                )
+            })
+            .collect();
+        let in_period =
+            |t: &str| domain::action::parse_instant("time", t).is_ok_and(|t| t >= from && t <= to);
+        st.evidence
+            .projection
+            .read(store.as_ref(), |s| {
+                let mut events = s.production_events(rules);
+                let lifecycle = s.lifecycle_deployments(&events, rules);
+                events.extend(lifecycle);
+                events.retain(|e| match e {
+                    audit::ProductionEvent::Commit(c) => in_period(&c.commit_time),
+                    audit::ProductionEvent::Deployment(d) => in_period(&d.at),
+                });
+                let policy = st.service.policy();
+                let report = audit::reconcile(&audit::Inputs {
+                    events: &events,
+                    evidence: &s.evidence,
+                    changes: &s.changes,
+                    users: &users,
+                    policy: &policy,
+                    rules,
+                    as_of: now,
+                });
+                let implemented: Vec<&domain::Change> = s
+                    .changes
+                    .values()
+                    .filter(|c| c.deployment.as_ref().is_some_and(|d| in_period(&d.at)))
+                    .collect();
+                let manual: Vec<audit::engagement::ManualResult> = s
+                    .manual_results
+                    .iter()
+                    .filter(|m| {
+                        domain::action::parse_instant("performed_at", &m.performed_at)
+                            .is_ok_and(|t| t <= now)
+                    })
+                    .cloned()
+                    .collect();
+                let catalog = audit::catalog::Catalog::default();
+                let sizes = audit::sampling::SizeTable::default();
+                let plans = std::collections::BTreeMap::new();
+                let plan = audit::engagement::Plan {
+                    period: period2,
+                    seed: req.seed,
+                    catalog: &catalog,
+                    sizes: &sizes,
+                    attribute_plans: &plans,
+                    higher_risk: &[],
+                    tolerable_rate: 0.05,
+                    sources: vec!["the server's ledger".into()],
+                };
+                audit::engagement::run(&plan, &report, &implemented, &manual)
+                    .map(|e| {
+                        serde_json::json!({
+                            "summary": audit::engagement::summary(&e),
+                            "samples_csv": audit::engagement::samples_csv(&e),
+                            "deficiencies": e.deficiencies,
+                        })
+                    })
+                    .map_err(|e| ApiError::unprocessable("sampling_failed", e.to_string()))
+            })
+            .map_err(ServiceError::from)?
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        result["summary"].to_string().as_bytes(),
+    ));
+    let write = Write {
+        target: Target::None,
+        entries: vec![NewEntry {
+            time: domain::action::format_instant(now),
+            actor: user.name.clone(),
+            roles: user.roles.clone(),
+            kind: "audit.engagement_run".into(),
+            subject: Some(format!("audit:engagement:{}", req.seed)),
+            payload: serde_json::json!({
+                "period": {"from": period.0, "to": period.1},
+                "seed": req.seed,
+                "summary_sha256": digest,
+            }),
+        }],
+        columns: None,
+    };
+    let written = state.service.submit(write).await?;
+    let mut answer = result;
+    answer["seq"] = serde_json::json!(written.seqs.first().copied().unwrap_or_default());
+    answer["summary_sha256"] = serde_json::json!(digest);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
