@@ -229,7 +229,7 @@ pub async fn engage(
                     evidence: &s.evidence,
                     changes: &s.changes,
                     users: &users,
-                    policy: &policy,
+                    policy,
                     rules,
                     as_of: now,
                 });
