@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use audit::catalog::Catalog;
 use audit::engagement::{self, Plan};
-use audit::sampling::SizeTable;
+use audit::sampling::Sampling;
 use audit::{population_hash, CommitEvent, Inputs, ProductionEvent, Rules, UserFacts};
 use domain::action::parse_instant;
 use domain::{Action, Actor, Change, Context, NewChange, Policy, Role};
@@ -83,20 +83,17 @@ fn main() {
 
     let t = Instant::now();
     let catalog = Catalog::default();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
+    let sampling = Sampling::default();
     let plan = Plan {
         period: ("2026-01-01T00:00:00Z".into(), "2026-12-31T23:59:59Z".into()),
         seed: 20261204,
         catalog: &catalog,
-        sizes: &sizes,
-        attribute_plans: &plans,
-        higher_risk: &[],
-        tolerable_rate: 0.05,
+        sampling: &sampling,
+        as_of: "2027-01-15T00:00:00Z".into(),
         sources: vec!["generated".into()],
     };
     let implemented: Vec<&Change> = changes.values().collect();
-    let e = engagement::run(&plan, &report, &implemented, &[]).expect("engagement");
+    let e = engagement::run(&plan, &report, &implemented, &[], &[]).expect("engagement");
     let tested = t.elapsed();
 
     let t = Instant::now();

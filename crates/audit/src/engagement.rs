@@ -13,14 +13,16 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use domain::{ApprovalStep, Change};
 
 use crate::catalog::{Catalog, Control, DesignDeficiency};
+pub use crate::deficiency::{Deficiency, DeficiencyKind};
+use crate::deficiency::{DeficiencyUpdate, Folded, Retest};
 use crate::reconcile::{population_hash, AttributeResult, Report, Verdict, VerdictRow};
 use crate::sampling::{
-    draw_indices, sample_size, AttributePlan, Drawn, Frequency, RiskLevel, SampleSize,
-    SamplingError, SizeTable,
+    draw_indices, sample_size, Drawn, Frequency, RiskLevel, SampleSize, Sampling, SamplingError,
 };
 
 /// Attributes derived from a reconciliation row as a whole rather than read from one of its
@@ -50,14 +52,10 @@ pub struct Plan<'a> {
     pub period: (String, String),
     pub seed: u64,
     pub catalog: &'a Catalog,
-    pub sizes: &'a SizeTable,
-    /// Attribute-sampling plans of per-change controls, by control id.
-    pub attribute_plans: &'a BTreeMap<String, AttributePlan>,
-    /// Controls judged at higher risk (the upper end of a size range).
-    pub higher_risk: &'a [String],
-    /// The deviation rate above which a control's exceptions make it deficient, unless its
-    /// attribute plan sets one.
-    pub tolerable_rate: f64,
+    /// The firm's sizes, tolerable rate, higher-risk controls and attribute plans.
+    pub sampling: &'a Sampling,
+    /// The instant deadlines are judged at (a remediation date passed), RFC 3339.
+    pub as_of: String,
     /// Where the production change events came from, in words (repository and branch, the
     /// ledger checkpoint), for the population's completeness evidence.
     pub sources: Vec<String>,
@@ -152,29 +150,6 @@ pub struct ControlTest {
     pub note: Option<String>,
 }
 
-/// Whether a deficiency is in how a control is designed or in how it operated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeficiencyKind {
-    Design,
-    OperatingEffectiveness,
-}
-
-/// A deficiency raised by testing; significance and management's response are filled in
-/// by people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deficiency {
-    pub id: String,
-    pub kind: DeficiencyKind,
-    /// The control (operating) or the risk (design).
-    pub subject: String,
-    pub description: String,
-    /// The failed sample items that raised it.
-    pub items: Vec<String>,
-    pub significance: Option<String>,
-    pub management_response: Option<String>,
-}
-
 /// The engagement's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Engagement {
@@ -183,6 +158,28 @@ pub struct Engagement {
     pub controls: Vec<ControlTest>,
     pub design_deficiencies: Vec<DesignDeficiency>,
     pub deficiencies: Vec<Deficiency>,
+}
+
+/// A bound of a period: an RFC 3339 instant, or a day meaning its first second (`from`)
+/// or its last (`to`, `end_of_day`), in UTC. The error names `field`.
+pub fn period_bound(field: &str, s: &str, end_of_day: bool) -> Result<OffsetDateTime, String> {
+    if let Ok(t) = domain::action::parse_instant(field, s) {
+        return Ok(t);
+    }
+    let day = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| {
+            format!(
+                "{field} must be a day like `2026-07-01` or an RFC 3339 instant with an offset, \
+                 not `{s}`"
+            )
+        })?;
+    let t = if end_of_day {
+        day.with_hms(23, 59, 59)
+    } else {
+        day.with_hms(0, 0, 0)
+    }
+    .map_err(|e| format!("{field}: {e}"))?;
+    Ok(t.assume_utc())
 }
 
 /// The key of a reconciliation row as a population item: the commit id, or for a
@@ -203,12 +200,18 @@ pub fn item_key(row: &VerdictRow) -> String {
 /// `manual` holds the results recorded by hand in the period: they are the population of a
 /// control no automated test decides, and a control that operates on a calendar (annual,
 /// quarterly, …) with fewer performances recorded than the period calls for is overdue.
+///
+/// `updates` holds what was recorded about deficiencies (significance, management's
+/// response, remediation), in ledger order; those about this period's deficiencies are
+/// applied, and a remediated control is retested.
 pub fn run(
     plan: &Plan<'_>,
     reconciliation: &Report,
     implemented: &[&Change],
     manual: &[ManualResult],
+    updates: &[DeficiencyUpdate],
 ) -> Result<Engagement, SamplingError> {
+    let folded = crate::deficiency::fold(updates, &plan.period);
     // Controls are independent: test them on the machine's cores, each thread taking the
     // next control not yet taken, and keep them in catalog order.
     let all = &plan.catalog.controls;
@@ -216,7 +219,8 @@ pub fn run(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(all.len().max(1));
-    let mut done: Vec<(usize, Result<ControlTest, SamplingError>)> = std::thread::scope(|scope| {
+    type Tested = Result<(ControlTest, Option<Retest>), SamplingError>;
+    let mut done: Vec<(usize, Tested)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -224,10 +228,20 @@ pub fn run(
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(control) = all.get(i) else { break };
-                        mine.push((
-                            i,
-                            test_control(plan, control, reconciliation, implemented, manual),
-                        ));
+                        let id = crate::deficiency::deficiency_id(
+                            DeficiencyKind::OperatingEffectiveness,
+                            &control.id,
+                        );
+                        let remediated = folded.get(&id).and_then(Folded::remediated);
+                        let tested = test_control(
+                            plan,
+                            control,
+                            reconciliation,
+                            implemented,
+                            manual,
+                            remediated,
+                        );
+                        mine.push((i, tested));
                     }
                     mine
                 })
@@ -243,20 +257,55 @@ pub fn run(
     });
     done.sort_by_key(|(i, _)| *i);
     let mut controls = Vec::with_capacity(done.len());
+    let mut retests = BTreeMap::new();
     for (_, tested) in done {
-        controls.push(tested?);
+        let (test, retest) = tested?;
+        if let Some(r) = retest {
+            retests.insert(test.control.clone(), r);
+        }
+        controls.push(test);
     }
+    let as_of = domain::action::parse_instant("as_of", &plan.as_of).ok();
+    let raise = |kind: DeficiencyKind,
+                 subject: &str,
+                 description: String,
+                 items: Vec<String>,
+                 retest: Option<Retest>,
+                 tolerable: f64| {
+        let id = crate::deficiency::deficiency_id(kind, subject);
+        let f = folded.get(&id);
+        let status = crate::deficiency::status(kind, f, retest.as_ref(), tolerable, as_of);
+        let f = f.cloned().unwrap_or_default();
+        Deficiency {
+            id,
+            kind,
+            subject: subject.to_string(),
+            description,
+            items,
+            significance: f.significance,
+            rationale: f.rationale,
+            management_response: f.management_response,
+            owner: f.owner,
+            remediation_due: f.remediation_due,
+            remediated_at: f.remediated_at,
+            remediation: f.remediation,
+            retest,
+            status,
+            history: f.history,
+        }
+    };
     let design_deficiencies = plan.catalog.design_deficiencies();
     let mut deficiencies: Vec<Deficiency> = design_deficiencies
         .iter()
-        .map(|d| Deficiency {
-            id: String::new(),
-            kind: DeficiencyKind::Design,
-            subject: d.risk.clone(),
-            description: format!("{} {}", d.description, d.reason),
-            items: Vec::new(),
-            significance: None,
-            management_response: None,
+        .map(|d| {
+            raise(
+                DeficiencyKind::Design,
+                &d.risk,
+                format!("{} {}", d.description, d.reason),
+                Vec::new(),
+                None,
+                plan.sampling.tolerable_rate,
+            )
         })
         .collect();
     for t in &controls {
@@ -268,25 +317,25 @@ pub fn run(
                 .map(|r| r.item.clone())
                 .collect();
             items.dedup();
-            deficiencies.push(Deficiency {
-                id: String::new(),
-                kind: DeficiencyKind::OperatingEffectiveness,
-                subject: t.control.clone(),
-                description: format!(
+            let description = match &t.note {
+                Some(overdue) if t.exceptions_by_code.contains_key(OVERDUE) => overdue.clone(),
+                _ => format!(
                     "{} of {} sampled items failed ({:.1} %, tolerable {:.1} %)",
                     t.exceptions,
                     t.sample.len(),
                     t.deviation_rate * 100.0,
                     t.tolerable_rate * 100.0
                 ),
+            };
+            deficiencies.push(raise(
+                DeficiencyKind::OperatingEffectiveness,
+                &t.control,
+                description,
                 items,
-                significance: None,
-                management_response: None,
-            });
+                retests.remove(&t.control),
+                t.tolerable_rate,
+            ));
         }
-    }
-    for (i, d) in deficiencies.iter_mut().enumerate() {
-        d.id = format!("D-{:03}", i + 1);
     }
     Ok(Engagement {
         period: plan.period.clone(),
@@ -296,6 +345,18 @@ pub fn run(
         deficiencies,
     })
 }
+
+/// The updates about this engagement's period that name no deficiency it raised.
+pub fn unused_updates<'u>(e: &Engagement, updates: &'u [DeficiencyUpdate]) -> Vec<&'u DeficiencyUpdate> {
+    updates
+        .iter()
+        .filter(|u| crate::deficiency::same_period(u, &e.period))
+        .filter(|u| !e.deficiencies.iter().any(|d| d.id == u.deficiency))
+        .collect()
+}
+
+/// The code of a calendar control not performed in a part of the period.
+const OVERDUE: &str = "manual_control_overdue";
 
 fn automated_by_reconciliation(control: &Control) -> bool {
     control.frequency == Frequency::PerChange
@@ -643,18 +704,20 @@ fn test_control(
     reconciliation: &Report,
     implemented: &[&Change],
     manual: &[ManualResult],
-) -> Result<ControlTest, SamplingError> {
-    let tolerable = plan
-        .attribute_plans
+    remediated: Option<OffsetDateTime>,
+) -> Result<(ControlTest, Option<Retest>), SamplingError> {
+    let sampling = plan.sampling;
+    let tolerable = sampling
+        .attribute_sampling
         .get(&control.id)
-        .map_or(plan.tolerable_rate, |p| p.tolerable);
-    let risk = if plan.higher_risk.contains(&control.id) {
+        .map_or(sampling.tolerable_rate, |p| p.tolerable);
+    let risk = if sampling.higher_risk.contains(&control.id) {
         RiskLevel::Higher
     } else {
         RiskLevel::Lower
     };
-    let empty = |conclusion, note: &str| -> Result<ControlTest, SamplingError> {
-        Ok(ControlTest {
+    let empty = |conclusion, note: &str| -> Result<(ControlTest, Option<Retest>), SamplingError> {
+        let test = ControlTest {
             control: control.id.clone(),
             population: PopulationRecord {
                 count: 0,
@@ -662,7 +725,7 @@ fn test_control(
                 sources: vec![],
                 items: vec![],
             },
-            sample_size: sample_size(control.frequency, risk, 0, plan.sizes, None)?,
+            sample_size: sample_size(control.frequency, risk, 0, &sampling.sizes, None)?,
             sample: vec![],
             results: vec![],
             exceptions: 0,
@@ -671,7 +734,8 @@ fn test_control(
             tolerable_rate: tolerable,
             conclusion,
             note: Some(note.to_string()),
-        })
+        };
+        Ok((test, None))
     };
     if !control.enabled {
         return empty(
@@ -679,9 +743,14 @@ fn test_control(
             "disabled by the organization's tailoring",
         );
     }
+    let sampled = Sampled {
+        plan,
+        control,
+        risk,
+        tolerable,
+    };
     // The population: every event (or implemented change) some attribute of the control
     // applies to, with its results, in reconciliation (or change id) order.
-    let mut population: Vec<(String, Vec<TestResult>)> = Vec::new();
     if automated_by_reconciliation(control) {
         // Over the whole population only whether each event belongs and its failure codes;
         // the full results, with their evidence, only for the events drawn.
@@ -698,49 +767,51 @@ fn test_control(
             items.push(item_key(row));
             rows.push(row);
         }
+        let rows = &rows;
         let population = Population {
             items,
             exceptions_by_code,
             results_of: Box::new(move |i| row_results(control, rows[i])),
+            time_of: Box::new(move |i| instant(&rows[i].at)),
         };
-        return finish(plan, control, risk, tolerable, population, None);
+        sampled.finish(population, remediated)
     } else if decided_by_lifecycle(control) {
+        let mut population = Vec::new();
         for change in implemented {
             let results = lifecycle_results(control, change);
             if !results.is_empty() {
-                population.push((change.id.clone(), results));
+                let at = change.deployment.as_ref().and_then(|d| instant(&d.at));
+                population.push((change.id.clone(), at, results));
             }
         }
+        sampled.finish(Population::eager(population), remediated)
     } else {
-        return manual_control(plan, control, manual, tolerable, empty);
+        manual_control(plan, control, manual, tolerable, remediated, empty)
     }
-    finish(
-        plan,
-        control,
-        risk,
-        tolerable,
-        Population::eager(population),
-        None,
-    )
+}
+
+fn instant(t: &str) -> Option<OffsetDateTime> {
+    domain::action::parse_instant("time", t).ok()
 }
 
 /// A control no automated test decides, tested on what was recorded by hand in the period.
 /// Every result recorded counts (the auditor chose what to test: nothing is drawn from
 /// them), and a calendar control with a part of the period in which it was not performed
-/// is an exception whatever the results say.
+/// is an exception whatever the results say. Its retest after a remediation is every
+/// result recorded at or after it.
 fn manual_control(
     plan: &Plan<'_>,
     control: &Control,
     manual: &[ManualResult],
     tolerable: f64,
-    empty: impl Fn(Conclusion, &str) -> Result<ControlTest, SamplingError>,
-) -> Result<ControlTest, SamplingError> {
-    let parse = |t: &str| domain::action::parse_instant("time", t).ok();
-    let (from, to) = (parse(&plan.period.0), parse(&plan.period.1));
+    remediated: Option<OffsetDateTime>,
+    empty: impl Fn(Conclusion, &str) -> Result<(ControlTest, Option<Retest>), SamplingError>,
+) -> Result<(ControlTest, Option<Retest>), SamplingError> {
+    let (from, to) = (instant(&plan.period.0), instant(&plan.period.1));
     let recorded: Vec<&ManualResult> = manual
         .iter()
         .filter(|m| m.control == control.id)
-        .filter(|m| match (parse(&m.performed_at), from, to) {
+        .filter(|m| match (instant(&m.performed_at), from, to) {
             (Some(t), Some(from), Some(to)) => t >= from && t <= to,
             _ => false,
         })
@@ -752,11 +823,109 @@ fn manual_control(
             "no automated test decides this control; record manual results for it",
         );
     }
+    let tested = manual_results(&recorded);
+    let mut exceptions_by_code = tested.exceptions_by_code;
+    let mut exceptions = tested.failed;
+    if overdue.is_some() {
+        *exceptions_by_code.entry(OVERDUE.into()).or_default() += 1;
+        exceptions += 1;
+    }
+    let hash = population_hash(tested.items.iter().map(String::as_str));
+    let deviation_rate = tested.failed as f64 / tested.sample.len().max(1) as f64;
+    let conclusion = if overdue.is_some() || deviation_rate > tolerable {
+        Conclusion::Deficient
+    } else {
+        Conclusion::Effective
+    };
+    let source = "results recorded by hand (POST /api/v1/audit/results)";
+    let retest = match remediated {
+        Some(at) if conclusion == Conclusion::Deficient => {
+            let after: Vec<&ManualResult> = recorded
+                .iter()
+                .copied()
+                .filter(|m| instant(&m.performed_at).is_some_and(|t| t >= at))
+                .collect();
+            let again = manual_results(&after);
+            let hash = population_hash(again.items.iter().map(String::as_str));
+            let rate = if again.sample.is_empty() {
+                0.0
+            } else {
+                again.failed as f64 / again.sample.len() as f64
+            };
+            Some(Retest {
+                from: domain::action::format_instant(at),
+                population: PopulationRecord {
+                    count: hash.count,
+                    sha256: hash.sha256,
+                    sources: vec![source.into()],
+                    items: again.items,
+                },
+                sample_size: every_result(again.sample.len()),
+                conclusion: retest_conclusion(again.sample.len(), rate, tolerable),
+                sample: again.sample,
+                results: again.results,
+                exceptions: again.failed,
+                deviation_rate: rate,
+            })
+        }
+        _ => None,
+    };
+    let test = ControlTest {
+        control: control.id.clone(),
+        population: PopulationRecord {
+            count: hash.count,
+            sha256: hash.sha256,
+            sources: vec![source.into()],
+            items: tested.items,
+        },
+        sample_size: every_result(tested.sample.len()),
+        sample: tested.sample,
+        results: tested.results,
+        exceptions,
+        exceptions_by_code,
+        deviation_rate,
+        tolerable_rate: tolerable,
+        conclusion,
+        note: overdue,
+    };
+    Ok((test, retest))
+}
+
+fn every_result(n: usize) -> SampleSize {
+    SampleSize {
+        size: n as u64,
+        planned: n as u64,
+        basis: "every result recorded by hand in the period".into(),
+        whole_population: true,
+    }
+}
+
+fn retest_conclusion(sampled: usize, rate: f64, tolerable: f64) -> Conclusion {
+    if sampled == 0 {
+        Conclusion::NotTested
+    } else if rate > tolerable {
+        Conclusion::Deficient
+    } else {
+        Conclusion::Effective
+    }
+}
+
+/// Results recorded by hand as test results: their items (each once, in the order first
+/// recorded), the items as a sample, the results and the items with a failure.
+struct ManualTested {
+    items: Vec<String>,
+    sample: Vec<Drawn>,
+    results: Vec<TestResult>,
+    exceptions_by_code: BTreeMap<String, u64>,
+    failed: u64,
+}
+
+fn manual_results(recorded: &[&ManualResult]) -> ManualTested {
     let mut items: Vec<String> = Vec::new();
     let mut results = Vec::new();
     let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
-    let mut failed_items: Vec<String> = Vec::new();
-    for m in &recorded {
+    let mut failed_items: Vec<&str> = Vec::new();
+    for m in recorded {
         if !items.contains(&m.item) {
             items.push(m.item.clone());
         }
@@ -764,8 +933,8 @@ fn manual_control(
         let code = format!("{}_failed", m.attribute);
         if failed {
             *exceptions_by_code.entry(code.clone()).or_default() += 1;
-            if !failed_items.contains(&m.item) {
-                failed_items.push(m.item.clone());
+            if !failed_items.contains(&m.item.as_str()) {
+                failed_items.push(&m.item);
             }
         }
         let note = m
@@ -784,65 +953,37 @@ fn manual_control(
             method: m.method,
         });
     }
-    let mut exceptions = failed_items.len() as u64;
-    if overdue.is_some() {
-        *exceptions_by_code
-            .entry("manual_control_overdue".into())
-            .or_default() += 1;
-        exceptions += 1;
-    }
-    let hash = population_hash(items.iter().map(String::as_str));
-    let sample: Vec<Drawn> = items
+    let sample = items
         .iter()
         .map(|item| Drawn {
             item: item.clone(),
             rank: String::new(),
         })
         .collect();
-    let deviation_rate = failed_items.len() as f64 / sample.len().max(1) as f64;
-    let conclusion = if overdue.is_some() || deviation_rate > tolerable {
-        Conclusion::Deficient
-    } else {
-        Conclusion::Effective
-    };
-    Ok(ControlTest {
-        control: control.id.clone(),
-        population: PopulationRecord {
-            count: hash.count,
-            sha256: hash.sha256,
-            sources: vec!["results recorded by hand (POST /api/v1/audit/results)".into()],
-            items,
-        },
-        sample_size: SampleSize {
-            size: sample.len() as u64,
-            planned: sample.len() as u64,
-            basis: "every result recorded by hand in the period".into(),
-            whole_population: true,
-        },
+    ManualTested {
+        items,
         sample,
         results,
-        exceptions,
         exceptions_by_code,
-        deviation_rate,
-        tolerable_rate: tolerable,
-        conclusion,
-        note: overdue,
-    })
+        failed: failed_items.len() as u64,
+    }
 }
 
-/// A control's population: its items, the failure codes over all of them, and a way to
-/// give any item's full results (worked out only for the items drawn).
+/// A control's population: its items, the failure codes over all of them, and ways to give
+/// any item's full results (worked out only for the items drawn) and when it happened (only
+/// for a retest).
 struct Population<'r> {
     items: Vec<String>,
     exceptions_by_code: BTreeMap<String, u64>,
     results_of: Box<dyn Fn(usize) -> Vec<TestResult> + 'r>,
+    time_of: Box<dyn Fn(usize) -> Option<OffsetDateTime> + 'r>,
 }
 
 impl<'r> Population<'r> {
     /// A population whose results were all worked out already.
-    fn eager(population: Vec<(String, Vec<TestResult>)>) -> Population<'r> {
+    fn eager(population: Vec<(String, Option<OffsetDateTime>, Vec<TestResult>)>) -> Population<'r> {
         let mut exceptions_by_code: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, results) in &population {
+        for (_, _, results) in &population {
             let mut codes: Vec<&String> = results
                 .iter()
                 .filter(|r| r.result == AttributeResult::Fail)
@@ -854,83 +995,146 @@ impl<'r> Population<'r> {
                 *exceptions_by_code.entry(c.clone()).or_default() += 1;
             }
         }
-        let items = population.iter().map(|(k, _)| k.clone()).collect();
-        let results: Vec<Vec<TestResult>> = population.into_iter().map(|(_, r)| r).collect();
+        let items = population.iter().map(|(k, _, _)| k.clone()).collect();
+        let times: Vec<Option<OffsetDateTime>> = population.iter().map(|(_, t, _)| *t).collect();
+        let results: Vec<Vec<TestResult>> = population.into_iter().map(|(_, _, r)| r).collect();
         Population {
             items,
             exceptions_by_code,
             results_of: Box::new(move |i| results[i].clone()),
+            time_of: Box::new(move |i| times[i]),
         }
     }
 }
 
-/// Samples a control's population and concludes on the sample.
-fn finish(
-    plan: &Plan<'_>,
-    control: &Control,
+/// What sampling a control's population needs besides the population.
+struct Sampled<'p, 'a> {
+    plan: &'p Plan<'a>,
+    control: &'p Control,
     risk: RiskLevel,
     tolerable: f64,
-    population: Population<'_>,
-    note: Option<String>,
-) -> Result<ControlTest, SamplingError> {
-    let Population {
-        items,
-        exceptions_by_code,
-        results_of,
-    } = population;
-    let hash = population_hash(items.iter().map(String::as_str));
-    let size = sample_size(
-        control.frequency,
-        risk,
-        hash.count,
-        plan.sizes,
-        plan.attribute_plans.get(&control.id),
-    )?;
-    let drawn = draw_indices(plan.seed, &control.id, &items, size.size)?;
-    let mut results = Vec::new();
-    let mut exceptions = 0;
-    let mut sample = Vec::with_capacity(drawn.len());
-    for (i, rank) in drawn {
-        let r = results_of(i);
-        if r.iter().any(|x| x.result == AttributeResult::Fail) {
-            exceptions += 1;
+}
+
+/// A drawn sample with its results.
+struct Drawing {
+    size: SampleSize,
+    sample: Vec<Drawn>,
+    results: Vec<TestResult>,
+    exceptions: u64,
+    deviation_rate: f64,
+}
+
+impl Sampled<'_, '_> {
+    /// Draws `n` of `items` (indices into the population) under the draw key `key` and
+    /// tests them.
+    fn draw(
+        &self,
+        key: &str,
+        items: &[&str],
+        index: &dyn Fn(usize) -> usize,
+        population: &Population<'_>,
+    ) -> Result<Drawing, SamplingError> {
+        let size = sample_size(
+            self.control.frequency,
+            self.risk,
+            items.len() as u64,
+            &self.plan.sampling.sizes,
+            self.plan.sampling.attribute_sampling.get(&self.control.id),
+        )?;
+        let drawn = draw_indices(self.plan.seed, key, items, size.size)?;
+        let mut results = Vec::new();
+        let mut exceptions = 0;
+        let mut sample = Vec::with_capacity(drawn.len());
+        for (i, rank) in drawn {
+            let r = (population.results_of)(index(i));
+            if r.iter().any(|x| x.result == AttributeResult::Fail) {
+                exceptions += 1;
+            }
+            results.extend(r);
+            sample.push(Drawn {
+                item: items[i].to_string(),
+                rank: hex::encode(rank),
+            });
         }
-        results.extend(r);
-        sample.push(Drawn {
-            item: items[i].clone(),
-            rank: hex::encode(rank),
-        });
+        let deviation_rate = if sample.is_empty() {
+            0.0
+        } else {
+            exceptions as f64 / sample.len() as f64
+        };
+        Ok(Drawing {
+            size,
+            sample,
+            results,
+            exceptions,
+            deviation_rate,
+        })
     }
-    let deviation_rate = if sample.is_empty() {
-        0.0
-    } else {
-        exceptions as f64 / sample.len() as f64
-    };
-    let conclusion = if sample.is_empty() {
-        Conclusion::NotTested
-    } else if deviation_rate > tolerable {
-        Conclusion::Deficient
-    } else {
-        Conclusion::Effective
-    };
-    Ok(ControlTest {
-        control: control.id.clone(),
-        population: PopulationRecord {
-            count: hash.count,
-            sha256: hash.sha256,
-            sources: plan.sources.clone(),
+
+    /// Samples the population and concludes on the sample; when the control is deficient
+    /// and was remediated, retests the items at or after the remediation.
+    fn finish(
+        &self,
+        population: Population<'_>,
+        remediated: Option<OffsetDateTime>,
+    ) -> Result<(ControlTest, Option<Retest>), SamplingError> {
+        let control = self.control;
+        let all: Vec<&str> = population.items.iter().map(String::as_str).collect();
+        let hash = population_hash(all.iter().copied());
+        let d = self.draw(&control.id, &all, &|i| i, &population)?;
+        let conclusion = retest_conclusion(d.sample.len(), d.deviation_rate, self.tolerable);
+        let retest = match remediated {
+            Some(at) if conclusion == Conclusion::Deficient => {
+                let after: Vec<usize> = (0..all.len())
+                    .filter(|&i| (population.time_of)(i).is_some_and(|t| t >= at))
+                    .collect();
+                let items: Vec<&str> = after.iter().map(|&i| all[i]).collect();
+                let hash = population_hash(items.iter().copied());
+                let key = format!("{}/retest", control.id);
+                let r = self.draw(&key, &items, &|i| after[i], &population)?;
+                Some(Retest {
+                    from: domain::action::format_instant(at),
+                    population: PopulationRecord {
+                        count: hash.count,
+                        sha256: hash.sha256,
+                        sources: self.plan.sources.clone(),
+                        items: items.iter().map(|s| s.to_string()).collect(),
+                    },
+                    sample_size: r.size,
+                    conclusion: retest_conclusion(r.sample.len(), r.deviation_rate, self.tolerable),
+                    sample: r.sample,
+                    results: r.results,
+                    exceptions: r.exceptions,
+                    deviation_rate: r.deviation_rate,
+                })
+            }
+            _ => None,
+        };
+        drop(all);
+        let Population {
             items,
-        },
-        sample_size: size,
-        sample,
-        results,
-        exceptions,
-        exceptions_by_code,
-        deviation_rate,
-        tolerable_rate: tolerable,
-        conclusion,
-        note,
-    })
+            exceptions_by_code,
+            ..
+        } = population;
+        let test = ControlTest {
+            control: control.id.clone(),
+            population: PopulationRecord {
+                count: hash.count,
+                sha256: hash.sha256,
+                sources: self.plan.sources.clone(),
+                items,
+            },
+            sample_size: d.size,
+            sample: d.sample,
+            results: d.results,
+            exceptions: d.exceptions,
+            exceptions_by_code,
+            deviation_rate: d.deviation_rate,
+            tolerable_rate: self.tolerable,
+            conclusion,
+            note: None,
+        };
+        Ok((test, retest))
+    }
 }
 
 /// How many times a calendar control must be performed in a period of so many days.

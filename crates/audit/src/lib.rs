@@ -5,6 +5,7 @@
 //! them in; the same inputs always give the same report, so an auditor can reperform it.
 
 pub mod catalog;
+pub mod deficiency;
 pub mod engagement;
 pub mod identity;
 pub mod imported;

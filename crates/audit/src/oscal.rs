@@ -36,6 +36,7 @@ use time::macros::format_description;
 use time::{Date, OffsetDateTime, Time, UtcOffset};
 
 use crate::catalog::Catalog;
+use crate::deficiency::Status;
 use crate::engagement::{Conclusion, ControlTest, Deficiency, DeficiencyKind, Engagement, Method};
 use crate::reconcile::AttributeResult;
 
@@ -520,26 +521,64 @@ impl Writer<'_> {
                 },
             ),
         ];
-        if let Some(s) = &d.significance {
-            props.push(prop("significance", s));
+        if let Some(s) = d.significance {
+            props.push(prop("significance", s.as_str()));
         }
+        props.push(prop("deficiency-status", status_token(d.status)));
         let mut r = Map::new();
         r.insert("uuid".into(), json!(self.risk_uuid(d)));
         r.insert("title".into(), json!(title));
         r.insert("description".into(), json!(description));
         r.insert("statement".into(), json!(statement));
         put(&mut r, "props", props);
-        r.insert("status".into(), json!("open"));
+        r.insert("status".into(), json!(risk_status(d.status)));
+        if let Some(due) = d.remediation_due.as_deref().and_then(rfc3339) {
+            r.insert("deadline".into(), json!(due));
+        }
+        if d.management_response.is_some() || d.remediated_at.is_some() {
+            let mut text = d
+                .management_response
+                .as_deref()
+                .map(sentence)
+                .unwrap_or_default();
+            let lifecycle = match &d.remediated_at {
+                Some(at) => {
+                    text.push_str(&format!(
+                        " Remediated at {at}{}.",
+                        d.remediation
+                            .as_deref()
+                            .map_or(String::new(), |w| format!(": {w}"))
+                    ));
+                    "completed"
+                }
+                None => "planned",
+            };
+            if let Some(owner) = &d.owner {
+                text.push_str(&format!(" Owner: {owner}."));
+            }
+            if let Some(r) = &d.retest {
+                text.push_str(&format!(
+                    " Retest of the items from {}: {} of {} sampled items failed.",
+                    r.from,
+                    r.exceptions,
+                    r.sample.len()
+                ));
+            }
+            put(
+                &mut r,
+                "remediations",
+                vec![json!({
+                    "uuid": self.ids.uuid("remediation", &d.id),
+                    "lifecycle": lifecycle,
+                    "title": format!("Management's remediation of {}", d.id),
+                    "description": text.trim_start(),
+                })],
+            );
+        }
         r.insert(
             "related-observations".into(),
             json!([{ "observation-uuid": observation }]),
         );
-        if let Some(m) = &d.management_response {
-            r.insert(
-                "remarks".into(),
-                json!(format!("Management's response: {m}")),
-            );
-        }
         Value::Object(r)
     }
 
@@ -549,6 +588,35 @@ impl Writer<'_> {
             |r| r.description.clone(),
         )
     }
+}
+
+/// A deficiency's status as an OSCAL risk status.
+fn risk_status(status: Status) -> &'static str {
+    match status {
+        Status::Open | Status::RemediationFailed => "open",
+        Status::RemediationPlanned | Status::RemediationOverdue | Status::AwaitingRetest => {
+            "remediating"
+        }
+        Status::Remediated => "closed",
+    }
+}
+
+fn status_token(status: Status) -> &'static str {
+    match status {
+        Status::Open => "open",
+        Status::RemediationPlanned => "remediation-planned",
+        Status::RemediationOverdue => "remediation-overdue",
+        Status::AwaitingRetest => "awaiting-retest",
+        Status::Remediated => "remediated",
+        Status::RemediationFailed => "remediation-failed",
+    }
+}
+
+/// An instant as OSCAL's date-time with a time zone, if it reads.
+fn rfc3339(t: &str) -> Option<String> {
+    domain::action::parse_instant("time", t)
+        .ok()
+        .map(domain::action::format_instant)
 }
 
 /// The sampled items with a failed attribute and their codes, the first

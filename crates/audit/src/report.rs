@@ -99,7 +99,8 @@ pub fn html(e: &Engagement, catalog: &Catalog, title: &str) -> String {
     } else {
         h.push_str(
             "<table><tr><th>Id</th><th>Kind</th><th>Control or risk</th><th>Description</th>\
-             <th>Items</th></tr>\n",
+             <th>Items</th><th>Significance</th><th>Management response</th>\
+             <th>Remediation and retest</th><th>Status</th></tr>\n",
         );
         for d in &e.deficiencies {
             let kind = match d.kind {
@@ -108,11 +109,31 @@ pub fn html(e: &Engagement, catalog: &Catalog, title: &str) -> String {
             };
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&d.id),
                 escape(&d.subject),
                 escape(&d.description),
-                escape(&d.items.join(", "))
+                escape(&d.items.join(", ")),
+                escape(&[
+                    d.significance.map(|s| s.as_str().to_string()),
+                    d.rationale.clone()
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ")),
+                escape(&[
+                    d.management_response.clone(),
+                    d.owner.as_ref().map(|o| format!("owner {o}")),
+                    d.remediation_due.as_ref().map(|t| format!("due {t}"))
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ")),
+                escape(&crate::workbook::remediation_text(d)),
+                crate::workbook::status_text(d.status)
             );
         }
         h.push_str("</table>\n");

@@ -146,6 +146,80 @@ pub struct AttributePlan {
     pub expected: f64,
 }
 
+/// A firm's sampling settings: its size table, the deviation rate above which a control
+/// is deficient, the controls it judges at higher risk and its attribute-sampling plans.
+/// Read from the `[sampling]` file an engagement is given; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sampling {
+    /// The deviation rate above which a control's exceptions make it deficient, unless
+    /// its attribute plan sets one.
+    pub tolerable_rate: f64,
+    /// Controls at higher risk: the upper end of their size range.
+    pub higher_risk: Vec<String>,
+    pub sizes: SizeTable,
+    /// Attribute-sampling plans of per-change controls, by control id.
+    pub attribute_sampling: std::collections::BTreeMap<String, AttributePlan>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            tolerable_rate: 0.05,
+            higher_risk: Vec::new(),
+            sizes: SizeTable::default(),
+            attribute_sampling: Default::default(),
+        }
+    }
+}
+
+impl Sampling {
+    /// Refuses settings no engagement could use: a rate outside (0, 1), an empty or upside
+    /// down size range, an impossible plan, or a control `known` does not accept (an
+    /// unknown id, or a plan for a control that is not per change), naming the setting.
+    pub fn validate(
+        &self,
+        known: impl Fn(&str) -> Option<Frequency>,
+    ) -> Result<(), SamplingError> {
+        if !(self.tolerable_rate > 0.0 && self.tolerable_rate < 1.0) {
+            return Err(SamplingError::Table(format!(
+                "`tolerable_rate` must be a fraction between 0 and 1, not {}",
+                self.tolerable_rate
+            )));
+        }
+        self.sizes.validate()?;
+        for id in &self.higher_risk {
+            if known(id).is_none() {
+                return Err(SamplingError::Table(format!(
+                    "`higher_risk` names `{id}`, which is no control"
+                )));
+            }
+        }
+        for (id, plan) in &self.attribute_sampling {
+            match known(id) {
+                None => {
+                    return Err(SamplingError::Plan(format!(
+                        "`attribute_sampling.{id}`: no control `{id}`"
+                    )))
+                }
+                Some(Frequency::PerChange) => {}
+                Some(f) => {
+                    return Err(SamplingError::Plan(format!(
+                        "`attribute_sampling.{id}`: `{id}` is a {} control, not a per-change \
+                         one; its sample follows its frequency",
+                        f.as_str()
+                    )))
+                }
+            }
+            attribute_size(plan).map_err(|e| match e {
+                SamplingError::Plan(m) => SamplingError::Plan(format!("`attribute_sampling.{id}`: {m}")),
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// How a sample size was reached, for the workpapers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleSize {
@@ -340,37 +414,32 @@ pub fn draw(
 }
 
 /// As [`draw`], giving each drawn item's index in `population` and its rank.
-pub fn draw_indices(
+pub fn draw_indices<S: AsRef<str>>(
     seed: u64,
     control: &str,
-    population: &[String],
+    population: &[S],
     n: u64,
 ) -> Result<Vec<(usize, [u8; 32])>, SamplingError> {
+    let id = |i: usize| population[i].as_ref();
     let mut seen = std::collections::HashSet::with_capacity(population.len());
     for item in population {
-        if !seen.insert(item.as_str()) {
-            return Err(SamplingError::DuplicateItem(item.clone()));
+        if !seen.insert(item.as_ref()) {
+            return Err(SamplingError::DuplicateItem(item.as_ref().to_string()));
         }
     }
     drop(seen);
     let mut ranked: Vec<([u8; 32], usize)> = population
         .iter()
         .enumerate()
-        .map(|(i, item)| (rank(seed, control, item), i))
+        .map(|(i, item)| (rank(seed, control, item.as_ref()), i))
         .collect();
     let n = usize::try_from(n).unwrap_or(usize::MAX).min(ranked.len());
     if n < ranked.len() {
         // Ties (practically impossible) go to the lower item id.
-        ranked.select_nth_unstable_by(n, |a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| population[a.1].cmp(&population[b.1]))
-        });
+        ranked.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))));
         ranked.truncate(n);
     }
-    ranked.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| population[a.1].cmp(&population[b.1]))
-    });
+    ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))));
     Ok(ranked.into_iter().map(|(r, i)| (i, r)).collect())
 }
 

@@ -20,6 +20,8 @@ use rust_xlsxwriter::{ColNum, RowNum, XlsxError};
 use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, FormatAlign, Workbook, Worksheet};
 
 use crate::catalog::{Catalog, Control, Nature, Performed};
+use crate::deficiency::{Retest, Status};
+use crate::sampling::Drawn;
 use crate::engagement::{
     Conclusion, ControlTest, Deficiency, DeficiencyKind, Engagement, Method, TestResult,
 };
@@ -82,7 +84,12 @@ fn build(e: &Engagement, catalog: &Catalog) -> Result<Vec<u8>, XlsxError> {
     for t in e.controls.iter().filter(|t| !t.population.items.is_empty()) {
         let name = names.claim(&t.control);
         let sheet = Sheet::new(book.add_worksheet(), &name, &styles)?;
-        control_sheet(sheet, t, catalog.control(&t.control), e.seed)?;
+        let retest = e
+            .deficiencies
+            .iter()
+            .find(|d| d.kind == DeficiencyKind::OperatingEffectiveness && d.subject == t.control)
+            .and_then(|d| d.retest.as_ref());
+        control_sheet(sheet, t, catalog.control(&t.control), e.seed, retest)?;
     }
     // The one sheet that grows with the period: streamed row by row through a temporary
     // file, its strings inline rather than in the shared-string table, which at a million
@@ -170,6 +177,8 @@ fn deficiencies(s: &mut Sheet<'_>, mut row: RowNum, list: &[Deficiency]) -> Resu
             "Items",
             "Significance",
             "Management response",
+            "Remediation",
+            "Status",
         ],
     )?;
     row += 1;
@@ -182,11 +191,59 @@ fn deficiencies(s: &mut Sheet<'_>, mut row: RowNum, list: &[Deficiency]) -> Resu
         s.wrapped(row, 2, kind(d.kind))?;
         s.text(row, 3, &d.subject)?;
         s.wrapped(row, 4, &d.items.join("\n"))?;
-        s.wrapped(row, 5, d.significance.as_deref().unwrap_or(""))?;
-        s.wrapped(row, 6, d.management_response.as_deref().unwrap_or(""))?;
+        let significance = match (d.significance, &d.rationale) {
+            (Some(s), Some(r)) => format!("{}: {r}", s.as_str()),
+            (Some(s), None) => s.as_str().to_string(),
+            (None, _) => String::new(),
+        };
+        s.wrapped(row, 5, &significance)?;
+        let mut response = d.management_response.clone().unwrap_or_default();
+        if let Some(owner) = &d.owner {
+            response.push_str(&format!("\nowner: {owner}"));
+        }
+        if let Some(due) = &d.remediation_due {
+            response.push_str(&format!("\ndue: {due}"));
+        }
+        s.wrapped(row, 6, response.trim_start())?;
+        s.wrapped(row, 7, &remediation_text(d))?;
+        s.text(row, 8, status_text(d.status))?;
         row += 1;
     }
     Ok(())
+}
+
+/// When and how a deficiency was remediated, and what its retest found.
+pub fn remediation_text(d: &Deficiency) -> String {
+    let mut out = String::new();
+    if let Some(at) = &d.remediated_at {
+        out.push_str(&format!("remediated at {at}"));
+        if let Some(what) = &d.remediation {
+            out.push_str(&format!(": {what}"));
+        }
+    }
+    if let Some(r) = &d.retest {
+        out.push_str(&format!(
+            "\nretest of {} items from {}: {} sampled, {} failed (seed key {}/retest)",
+            r.population.count,
+            r.from,
+            r.sample.len(),
+            r.exceptions,
+            d.subject
+        ));
+    }
+    out.trim_start().to_string()
+}
+
+/// A deficiency's status in words.
+pub fn status_text(status: Status) -> &'static str {
+    match status {
+        Status::Open => "open",
+        Status::RemediationPlanned => "remediation planned",
+        Status::RemediationOverdue => "remediation overdue",
+        Status::AwaitingRetest => "remediated, awaiting retest",
+        Status::Remediated => "remediated and retested",
+        Status::RemediationFailed => "remediation failed its retest",
+    }
 }
 
 fn matrix_sheet(mut s: Sheet<'_>, catalog: &Catalog) -> Result<(), XlsxError> {
@@ -219,6 +276,7 @@ fn control_sheet(
     t: &ControlTest,
     control: Option<&Control>,
     seed: u64,
+    retest: Option<&Retest>,
 ) -> Result<(), XlsxError> {
     let attributes = attributes(t, control);
     let mut widths = vec![44.0, 66.0];
@@ -267,8 +325,60 @@ fn control_sheet(
     }
 
     row += 1;
+    s.ws.set_freeze_panes(row + 1, 1)?;
+    row = sample_rows(&mut s, row, &t.sample, &t.results, &attributes)?;
+
+    row += 1;
+    s.label(row, 0, "Exceptions over the whole population")?;
+    row += 1;
+    s.header(row, &["Code", "Items"])?;
+    row += 1;
+    if t.exceptions_by_code.is_empty() {
+        s.text(row, 0, "none")?;
+    }
+    for (code, n) in &t.exceptions_by_code {
+        s.text(row, 0, code)?;
+        s.number(row, 1, *n as f64)?;
+        row += 1;
+    }
+    if let Some(r) = retest {
+        row += 1;
+        let facts: [(&str, Value); 7] = [
+            ("Retest of the items from", Value::Text(&r.from)),
+            ("Retest population", Value::Number(r.population.count as f64)),
+            ("Retest population SHA-256", Value::Text(&r.population.sha256)),
+            ("Retest sample size", Value::Number(r.sample_size.size as f64)),
+            ("Retest sample basis", Value::Owned(format!("{} (draw key {}/retest)", r.sample_size.basis, t.control))),
+            ("Retest exceptions", Value::Number(r.exceptions as f64)),
+            ("Retest conclusion", Value::Text(conclusion(r.conclusion))),
+        ];
+        for (label, value) in facts {
+            s.label(row, 0, label)?;
+            match value {
+                Value::Text(v) => s.text(row, 1, v)?,
+                Value::Owned(v) => s.text(row, 1, &v)?,
+                Value::Number(v) => s.number(row, 1, v)?,
+                Value::Percent(v) => s.percent(row, 1, v)?,
+            }
+            row += 1;
+        }
+        row += 1;
+        sample_rows(&mut s, row, &r.sample, &r.results, &attributes)?;
+    }
+    Ok(())
+}
+
+/// The sample in rank order with each attribute's result, under a header row at `row`;
+/// gives the row after the last.
+fn sample_rows(
+    s: &mut Sheet<'_>,
+    mut row: RowNum,
+    sample: &[Drawn],
+    results: &[TestResult],
+    attributes: &[&str],
+) -> Result<RowNum, XlsxError> {
     let mut header = vec!["Item".to_string(), "Rank".to_string()];
-    for a in &attributes {
+    for a in attributes {
         header.extend([
             format!("{a}: result"),
             format!("{a}: codes"),
@@ -278,19 +388,18 @@ fn control_sheet(
     header.push("Method".to_string());
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     s.header(row, &header)?;
-    s.ws.set_freeze_panes(row + 1, 1)?;
     row += 1;
 
     let mut by_item: BTreeMap<&str, Vec<&TestResult>> = BTreeMap::new();
-    for r in &t.results {
+    for r in results {
         by_item.entry(r.item.as_str()).or_default().push(r);
     }
-    for d in &t.sample {
+    for d in sample {
         let results = by_item.get(d.item.as_str()).map_or(&[][..], Vec::as_slice);
         s.text(row, 0, &d.item)?;
         s.text(row, 1, &d.rank)?;
         let mut col: ColNum = 2;
-        for a in &attributes {
+        for a in attributes {
             match results.iter().find(|r| r.attribute == *a) {
                 Some(r) => {
                     s.text(row, col, result(r.result))?;
@@ -312,21 +421,7 @@ fn control_sheet(
         s.text(row, col, &methods.join(", "))?;
         row += 1;
     }
-
-    row += 1;
-    s.label(row, 0, "Exceptions over the whole population")?;
-    row += 1;
-    s.header(row, &["Code", "Items"])?;
-    row += 1;
-    if t.exceptions_by_code.is_empty() {
-        s.text(row, 0, "none")?;
-    }
-    for (code, n) in &t.exceptions_by_code {
-        s.text(row, 0, code)?;
-        s.number(row, 1, *n as f64)?;
-        row += 1;
-    }
-    Ok(())
+    Ok(row)
 }
 
 /// A value of the header block of a control's sheet.

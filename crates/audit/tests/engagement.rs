@@ -5,11 +5,13 @@ mod common;
 
 use common::{deployment, report, reviewed, row};
 
-use std::collections::BTreeMap;
 
 use audit::catalog::{Catalog, Tailoring};
-use audit::engagement::{csv_field, run, samples_csv, summary, Conclusion, DeficiencyKind, Plan};
-use audit::sampling::SizeTable;
+use audit::deficiency::{Significance, Status};
+use audit::engagement::{
+    csv_field, run, samples_csv, summary, Conclusion, Deficiency, DeficiencyKind, Plan,
+};
+use audit::sampling::Sampling;
 use audit::{AttributeResult, Report, Verdict, VerdictRow};
 
 /// 100 commits: every tenth unauthorized, every seventh unreviewed; plus two deployments.
@@ -30,18 +32,15 @@ fn period() -> Report {
 
 fn plan<'a>(
     catalog: &'a Catalog,
-    sizes: &'a SizeTable,
-    plans: &'a BTreeMap<String, audit::sampling::AttributePlan>,
+    sampling: &'a Sampling,
     seed: u64,
 ) -> Plan<'a> {
     Plan {
         period: ("2026-05-01".into(), "2026-05-31".into()),
         seed,
         catalog,
-        sizes,
-        attribute_plans: plans,
-        higher_risk: &[],
-        tolerable_rate: 0.05,
+        sampling,
+        as_of: "2026-06-15T00:00:00Z".into(),
         sources: vec!["git main of acme/payments".into()],
     }
 }
@@ -56,10 +55,9 @@ fn control<'a>(
 #[test]
 fn populations_follow_the_attributes_that_apply() {
     let catalog = Catalog::default();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
+    let sampling = Sampling::default();
     let r = period();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &r, &[], &[]).unwrap();
+    let e = run(&plan(&catalog, &sampling, 42), &r, &[], &[], &[]).unwrap();
 
     // Every production change is in the population of the reconciliation control.
     let recon = control(&e, "CM-16");
@@ -93,13 +91,12 @@ fn populations_follow_the_attributes_that_apply() {
 #[test]
 fn the_commit_population_ties_to_the_reconciliation() {
     let catalog = Catalog::default();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
+    let sampling = Sampling::default();
     let commits: Vec<VerdictRow> = (0..30)
         .map(|i| reviewed(&format!("{i:040x}"), true))
         .collect();
     let r = report(commits);
-    let e = run(&plan(&catalog, &sizes, &plans, 1), &r, &[], &[]).unwrap();
+    let e = run(&plan(&catalog, &sampling, 1), &r, &[], &[], &[]).unwrap();
     let recon = control(&e, "CM-16");
     assert_eq!(recon.population.count, r.population.count);
     assert_eq!(recon.population.sha256, r.population.sha256);
@@ -108,9 +105,8 @@ fn the_commit_population_ties_to_the_reconciliation() {
 #[test]
 fn exceptions_are_counted_over_the_population_and_judged_on_the_sample() {
     let catalog = Catalog::default();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[], &[]).unwrap();
+    let sampling = Sampling::default();
+    let e = run(&plan(&catalog, &sampling, 42), &period(), &[], &[], &[]).unwrap();
     let review = control(&e, "CM-06");
     // 10 unauthorized; unreviewed: multiples of 7 that are not multiples of 10 (0..100).
     let unreviewed = (1..100).filter(|i| i % 7 == 0 && i % 10 != 0).count() as u64;
@@ -150,14 +146,13 @@ fn exceptions_are_counted_over_the_population_and_judged_on_the_sample() {
 #[test]
 fn the_same_seed_gives_the_same_workpapers_and_another_seed_other_samples() {
     let catalog = Catalog::default();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
+    let sampling = Sampling::default();
     let r = period();
-    let a = run(&plan(&catalog, &sizes, &plans, 7), &r, &[], &[]).unwrap();
-    let b = run(&plan(&catalog, &sizes, &plans, 7), &r, &[], &[]).unwrap();
+    let a = run(&plan(&catalog, &sampling, 7), &r, &[], &[], &[]).unwrap();
+    let b = run(&plan(&catalog, &sampling, 7), &r, &[], &[], &[]).unwrap();
     assert_eq!(samples_csv(&a), samples_csv(&b));
     assert_eq!(summary(&a), summary(&b));
-    let c = run(&plan(&catalog, &sizes, &plans, 8), &r, &[], &[]).unwrap();
+    let c = run(&plan(&catalog, &sampling, 8), &r, &[], &[], &[]).unwrap();
     assert_ne!(samples_csv(&a), samples_csv(&c));
     let csv = samples_csv(&a);
     assert!(csv.starts_with("control,item,population,seed,rank\n"));
@@ -172,9 +167,8 @@ fn the_same_seed_gives_the_same_workpapers_and_another_seed_other_samples() {
 #[test]
 fn summary_lists_every_control_with_its_counts() {
     let catalog = Catalog::default();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[], &[]).unwrap();
+    let sampling = Sampling::default();
+    let e = run(&plan(&catalog, &sampling, 42), &period(), &[], &[], &[]).unwrap();
     let s = summary(&e);
     let controls = s["controls"].as_array().unwrap();
     assert_eq!(controls.len(), catalog.controls.len());
@@ -192,9 +186,8 @@ fn a_disabled_control_leaves_its_risk_as_a_design_deficiency() {
         ..Tailoring::default()
     };
     let catalog = Catalog::default().tailored(&t).unwrap();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
-    let e = run(&plan(&catalog, &sizes, &plans, 42), &period(), &[], &[]).unwrap();
+    let sampling = Sampling::default();
+    let e = run(&plan(&catalog, &sampling, 42), &period(), &[], &[], &[]).unwrap();
     assert_eq!(control(&e, "CM-18").conclusion, Conclusion::Disabled);
     let design: Vec<_> = e
         .deficiencies
@@ -203,7 +196,7 @@ fn a_disabled_control_leaves_its_risk_as_a_design_deficiency() {
         .collect();
     assert_eq!(design.len(), 1);
     assert_eq!(design[0].subject, "R16");
-    assert!(e.deficiencies.iter().all(|d| d.id.starts_with("D-")));
+    assert_eq!(design[0].id, "R16:design");
 }
 
 #[test]
@@ -238,14 +231,13 @@ fn manual(
 #[test]
 fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
     let catalog = Catalog::default();
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
-    let mut p = plan(&catalog, &sizes, &plans, 3);
+    let sampling = Sampling::default();
+    let mut p = plan(&catalog, &sampling, 3);
     p.period = ("2026-01-01T00:00:00Z".into(), "2026-12-31T23:59:59Z".into());
     let r = period();
 
     // Nothing recorded: the annual policy review is overdue, and that is an exception.
-    let e = run(&p, &r, &[], &[]).unwrap();
+    let e = run(&p, &r, &[], &[], &[]).unwrap();
     let policy = control(&e, "CM-01");
     assert_eq!(policy.population.count, 0);
     assert_eq!(policy.exceptions, 1);
@@ -281,7 +273,7 @@ fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
             "2025-12-31T10:00:00Z",
         ),
     ];
-    let e = run(&p, &r, &[], &recorded).unwrap();
+    let e = run(&p, &r, &[], &recorded, &[]).unwrap();
     let policy = control(&e, "CM-01");
     assert_eq!((policy.population.count, policy.exceptions), (1, 0));
     assert_eq!(policy.conclusion, Conclusion::Effective);
@@ -319,7 +311,7 @@ fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
             manual("CM-14", &format!("access-{i}"), AttributeResult::Pass, &at)
         })
         .collect();
-    let e = run(&p, &r, &[], &bunched).unwrap();
+    let e = run(&p, &r, &[], &bunched, &[]).unwrap();
     let access = control(&e, "CM-14");
     assert_eq!(access.exceptions_by_code["manual_control_overdue"], 1);
     assert!(access.note.as_deref().unwrap().contains("3 of its parts"));
@@ -332,6 +324,206 @@ fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
             manual("CM-14", &format!("access-{m}"), AttributeResult::Pass, &at)
         })
         .collect();
-    let e = run(&p, &r, &[], &spread).unwrap();
+    let e = run(&p, &r, &[], &spread, &[]).unwrap();
     assert_eq!(control(&e, "CM-14").conclusion, Conclusion::Effective);
+}
+
+/// 60 commits over May, one a day at two per day: those before the 16th unreviewed every
+/// third, those from the 16th all reviewed, or (with `still_failing`) unreviewed as before.
+fn remediation_period(still_failing: bool) -> Report {
+    let rows = (0..60)
+        .map(|i| {
+            let day = 1 + i / 2;
+            let fails = i % 3 == 0 && (day < 16 || still_failing);
+            let mut r = reviewed(&format!("{i:040x}"), !fails);
+            r.at = format!("2026-05-{day:02}T{:02}:00:00Z", 9 + i % 2);
+            r
+        })
+        .collect();
+    report(rows)
+}
+
+fn update(
+    id: &str,
+    by: &str,
+    f: impl FnOnce(&mut audit::deficiency::DeficiencyUpdate),
+) -> audit::deficiency::DeficiencyUpdate {
+    let mut u = audit::deficiency::DeficiencyUpdate {
+        deficiency: id.into(),
+        from: "2026-05-01T00:00:00Z".into(),
+        to: "2026-05-31T23:59:59Z".into(),
+        significance: None,
+        rationale: None,
+        management_response: None,
+        owner: None,
+        remediation_due: None,
+        remediated_at: None,
+        remediation: None,
+        recorded_by: by.into(),
+        recorded_at: "2026-06-01T09:00:00Z".into(),
+    };
+    f(&mut u);
+    u
+}
+
+fn may_plan<'a>(catalog: &'a Catalog, sampling: &'a Sampling) -> Plan<'a> {
+    let mut p = plan(catalog, sampling, 42);
+    p.period = ("2026-05-01T00:00:00Z".into(), "2026-05-31T23:59:59Z".into());
+    p
+}
+
+fn deficiency<'e>(e: &'e audit::engagement::Engagement, id: &str) -> &'e Deficiency {
+    e.deficiencies
+        .iter()
+        .find(|d| d.id == id)
+        .unwrap_or_else(|| panic!("no deficiency {id}"))
+}
+
+#[test]
+fn a_deficiency_carries_its_assessment_and_managements_response() {
+    let catalog = Catalog::default();
+    let sampling = Sampling::default();
+    let p = may_plan(&catalog, &sampling);
+    let r = remediation_period(false);
+
+    let e = run(&p, &r, &[], &[], &[]).unwrap();
+    let d = deficiency(&e, "CM-06:operating");
+    assert_eq!(d.status, Status::Open);
+    assert!(d.significance.is_none() && d.retest.is_none());
+    assert!(!d.items.is_empty());
+
+    let updates = vec![
+        update("CM-06:operating", "ava", |u| {
+            u.significance = Some(Significance::Deficiency);
+            u.rationale = Some("one repository, no customer impact".into());
+        }),
+        update("CM-06:operating", "carol", |u| {
+            u.management_response = Some("branch protection on every repository".into());
+            u.owner = Some("carol".into());
+            u.remediation_due = Some("2026-06-30T23:59:59Z".into());
+        }),
+        // The auditor revises the significance: the later value holds.
+        update("CM-06:operating", "ava", |u| {
+            u.significance = Some(Significance::SignificantDeficiency);
+        }),
+        // About another period: not this engagement's.
+        update("CM-06:operating", "ava", |u| {
+            u.from = "2026-04-01T00:00:00Z".into();
+            u.significance = Some(Significance::MaterialWeakness);
+        }),
+        // About a deficiency this engagement did not raise.
+        update("CM-08:operating", "ava", |u| {
+            u.significance = Some(Significance::Deficiency);
+        }),
+    ];
+    let e = run(&p, &r, &[], &[], &updates).unwrap();
+    let d = deficiency(&e, "CM-06:operating");
+    assert_eq!(d.significance, Some(Significance::SignificantDeficiency));
+    assert_eq!(
+        d.rationale.as_deref(),
+        Some("one repository, no customer impact")
+    );
+    assert_eq!(d.owner.as_deref(), Some("carol"));
+    assert_eq!(d.status, Status::RemediationPlanned);
+    assert_eq!(d.history.len(), 3, "{:?}", d.history);
+    assert!(d.history[1].contains("by carol"));
+    let unused = audit::engagement::unused_updates(&e, &updates);
+    assert_eq!(unused.len(), 1);
+    assert_eq!(unused[0].deficiency, "CM-08:operating");
+
+    // Judged after the due date with no remediation: overdue.
+    let mut late = may_plan(&catalog, &sampling);
+    late.as_of = "2026-07-02T00:00:00Z".into();
+    let e = run(&late, &r, &[], &[], &updates).unwrap();
+    assert_eq!(
+        deficiency(&e, "CM-06:operating").status,
+        Status::RemediationOverdue
+    );
+}
+
+#[test]
+fn a_remediated_control_is_retested_on_what_happened_after_the_remediation() {
+    let catalog = Catalog::default();
+    let sampling = Sampling::default();
+    let p = may_plan(&catalog, &sampling);
+    let remediated = |at: &str| {
+        vec![update("CM-06:operating", "carol", |u| {
+            u.management_response = Some("required reviews enforced".into());
+            u.remediated_at = Some(at.into());
+            u.remediation = Some("branch protection turned on".into());
+        })]
+    };
+
+    // Fixed on the 16th: the 30 commits from then on are the retest population, all pass.
+    let r = remediation_period(false);
+    let updates = remediated("2026-05-16T00:00:00Z");
+    let e = run(&p, &r, &[], &[], &updates).unwrap();
+    let first = control(&e, "CM-06");
+    assert_eq!(first.conclusion, Conclusion::Deficient);
+    let d = deficiency(&e, "CM-06:operating");
+    let retest = d.retest.as_ref().expect("a retest");
+    assert_eq!(retest.from, "2026-05-16T00:00:00Z");
+    assert_eq!(retest.population.count, 30);
+    assert!(retest
+        .population
+        .items
+        .iter()
+        .all(|i| i.as_str() >= "000000000000000000000000000000000000001e"));
+    assert_eq!(retest.sample.len(), 25);
+    assert_eq!(retest.exceptions, 0);
+    assert_eq!(retest.conclusion, Conclusion::Effective);
+    assert_eq!(d.status, Status::Remediated);
+    // Its draw is the documented one, keyed `CM-06/retest`.
+    let again = audit::sampling::draw(42, "CM-06/retest", &retest.population.items, 25).unwrap();
+    assert_eq!(again, retest.sample);
+    assert_ne!(
+        first.sample[..5]
+            .iter()
+            .map(|d| &d.item)
+            .collect::<Vec<_>>(),
+        retest.sample[..5]
+            .iter()
+            .map(|d| &d.item)
+            .collect::<Vec<_>>()
+    );
+    // The engagement's first conclusion stands: a retest does not rewrite history.
+    assert_eq!(first.exceptions_by_code["no_independent_review"], 10);
+
+    // The same remediation while commits still go unreviewed: the retest fails.
+    let e = run(&p, &remediation_period(true), &[], &[], &updates).unwrap();
+    let d = deficiency(&e, "CM-06:operating");
+    assert!(d.retest.as_ref().unwrap().exceptions > 0);
+    assert_eq!(d.status, Status::RemediationFailed);
+
+    // Remediated after the period ends: nothing to retest yet.
+    let e = run(&p, &r, &[], &[], &remediated("2026-06-10T00:00:00Z")).unwrap();
+    let d = deficiency(&e, "CM-06:operating");
+    assert_eq!(d.retest.as_ref().unwrap().population.count, 0);
+    assert_eq!(d.status, Status::AwaitingRetest);
+}
+
+#[test]
+fn an_overdue_manual_control_is_retested_on_the_performances_after_its_remediation() {
+    let catalog = Catalog::default();
+    let sampling = Sampling::default();
+    let mut p = plan(&catalog, &sampling, 3);
+    p.period = ("2026-01-01T00:00:00Z".into(), "2026-12-31T23:59:59Z".into());
+    p.as_of = "2027-01-10T00:00:00Z".into();
+    // The quarterly access review was skipped in the first half, then resumed.
+    let recorded = vec![
+        manual("CM-14", "q3", AttributeResult::Pass, "2026-08-15T10:00:00Z"),
+        manual("CM-14", "q4", AttributeResult::Pass, "2026-11-15T10:00:00Z"),
+    ];
+    let updates = vec![update("CM-14:operating", "carol", |u| {
+        u.from = "2026-01-01".into();
+        u.to = "2026-12-31".into();
+        u.remediated_at = Some("2026-07-01T00:00:00Z".into());
+    })];
+    let e = run(&p, &period(), &[], &recorded, &updates).unwrap();
+    assert_eq!(control(&e, "CM-14").conclusion, Conclusion::Deficient);
+    let d = deficiency(&e, "CM-14:operating");
+    assert!(d.description.contains("none recorded in 2 of its parts"));
+    let retest = d.retest.as_ref().unwrap();
+    assert_eq!(retest.population.items, ["q3", "q4"]);
+    assert_eq!(d.status, Status::Remediated);
 }

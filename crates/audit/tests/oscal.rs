@@ -5,16 +5,17 @@ mod common;
 
 use common::{deployment, report, reviewed, row};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 use time::macros::datetime;
 
 use audit::catalog::{Catalog, Control, Nature, Performed, Tailoring};
+use audit::deficiency::{DeficiencyUpdate, Significance};
 use audit::engagement::{run, Conclusion, Engagement, Plan};
 use audit::oscal::{assessment_results, OscalMeta};
-use audit::sampling::{Frequency, SizeTable};
+use audit::sampling::{Frequency, Sampling};
 use audit::{Report, Verdict};
 
 const SCHEMA: &str = include_str!("fixtures/oscal/oscal_complete_schema-1-1-2.json");
@@ -47,19 +48,16 @@ fn catalog() -> Catalog {
 }
 
 fn engagement(catalog: &Catalog, all_fail: bool) -> Engagement {
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
+    let sampling = Sampling::default();
     let plan = Plan {
         period: ("2026-05-01T00:00:00Z".into(), "2026-05-31T23:59:59Z".into()),
         seed: 42,
         catalog,
-        sizes: &sizes,
-        attribute_plans: &plans,
-        higher_risk: &[],
-        tolerable_rate: 0.05,
+        sampling: &sampling,
+        as_of: "2027-01-15T00:00:00Z".into(),
         sources: vec!["git main of acme/payments".into()],
     };
-    run(&plan, &period(all_fail), &[], &[]).unwrap()
+    run(&plan, &period(all_fail), &[], &[], &[]).unwrap()
 }
 
 fn meta() -> OscalMeta {
@@ -526,4 +524,65 @@ fn what_oscal_cannot_hold_is_refused() {
     };
     let err = assessment_results(&e, &catalog, &two_lines).unwrap_err();
     assert!(err.to_string().contains("organization"), "{err}");
+}
+
+#[test]
+fn a_deficiency_being_remediated_is_a_remediating_risk_with_its_deadline_and_response() {
+    let catalog = catalog();
+    let sampling = Sampling::default();
+    let plan = Plan {
+        period: ("2026-05-01T00:00:00Z".into(), "2026-05-31T23:59:59Z".into()),
+        seed: 42,
+        catalog: &catalog,
+        sampling: &sampling,
+        as_of: "2026-06-20T00:00:00Z".into(),
+        sources: vec!["git main of acme/payments".into()],
+    };
+    let update = |f: &dyn Fn(&mut DeficiencyUpdate)| {
+        let mut u = DeficiencyUpdate {
+            deficiency: "CM-06:operating".into(),
+            from: "2026-05-01".into(),
+            to: "2026-05-31".into(),
+            significance: None,
+            rationale: None,
+            management_response: None,
+            owner: None,
+            remediation_due: None,
+            remediated_at: None,
+            remediation: None,
+            recorded_by: "ava".into(),
+            recorded_at: "2026-06-02T09:00:00Z".into(),
+        };
+        f(&mut u);
+        u
+    };
+    let updates = vec![
+        update(&|u| u.significance = Some(Significance::MaterialWeakness)),
+        update(&|u| {
+            u.management_response = Some("Reviews are now required.\nBy the platform.".into());
+            u.owner = Some("carol".into());
+            u.remediation_due = Some("2026-06-30T23:59:59Z".into());
+            u.remediated_at = Some("2026-05-20T00:00:00Z".into());
+        }),
+    ];
+    let e = run(&plan, &period(false), &[], &[], &updates).unwrap();
+    let doc = assessment_results(&e, &catalog, &meta()).unwrap();
+    assert_eq!(errors(&doc), Vec::<String>::new());
+    let cm06 = finding(&doc, "CM-06 ");
+    let risk = result(&doc)["risks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["uuid"] == cm06["related-risks"][0]["risk-uuid"])
+        .unwrap();
+    assert_eq!(risk["status"], "remediating");
+    assert_eq!(risk["deadline"], "2026-06-30T23:59:59Z");
+    assert_eq!(prop(risk, "significance"), Some("material_weakness"));
+    assert_eq!(prop(risk, "deficiency-status"), Some("awaiting-retest"));
+    let remediation = &risk["remediations"][0];
+    assert_eq!(remediation["lifecycle"], "completed");
+    assert!(remediation["description"]
+        .as_str()
+        .unwrap()
+        .contains("Owner: carol."));
 }

@@ -18,7 +18,7 @@ use audit::catalog::{Catalog, Tailoring};
 use audit::engagement::{
     run, Conclusion, ControlTest, Engagement, Method, Plan, PopulationRecord, TestResult,
 };
-use audit::sampling::{draw, SampleSize, SizeTable};
+use audit::sampling::{draw, SampleSize, Sampling};
 use audit::workbook::{workbook, MAX_ROWS};
 use audit::{population_hash, AttributeResult, Report, Verdict};
 
@@ -79,19 +79,16 @@ fn catalog() -> Catalog {
 }
 
 fn engagement(catalog: &Catalog) -> Engagement {
-    let sizes = SizeTable::default();
-    let plans = BTreeMap::new();
+    let sampling = Sampling::default();
     let plan = Plan {
         period: ("2026-05-01".into(), "2026-05-31".into()),
         seed: 42,
         catalog,
-        sizes: &sizes,
-        attribute_plans: &plans,
-        higher_risk: &[],
-        tolerable_rate: 0.05,
+        sampling: &sampling,
+        as_of: "2027-01-15T00:00:00Z".into(),
         sources: vec!["git main of acme/payments".into()],
     };
-    run(&plan, &period(), &[], &[]).unwrap()
+    run(&plan, &period(), &[], &[], &[]).unwrap()
 }
 
 /// Writes the workbook where integration tests keep their files and returns its path.
@@ -264,7 +261,9 @@ fn every_control_appears_on_the_summary_with_its_counts_and_conclusion() {
             "Subject",
             "Items",
             "Significance",
-            "Management response"
+            "Management response",
+            "Remediation",
+            "Status"
         ]
     );
     assert_eq!(body.len(), e.deficiencies.len());
@@ -273,6 +272,7 @@ fn every_control_appears_on_the_summary_with_its_counts_and_conclusion() {
         assert_eq!(text(&r[3]), d.subject);
         assert_eq!(text(&r[4]), d.items.join("\n"));
         assert!(value(&r[5]).is_null() && value(&r[6]).is_null());
+        assert_eq!(text(&r[8]), "open");
     }
     let kinds: Vec<(&str, &str)> = body.iter().map(|r| (text(&r[2]), text(&r[3]))).collect();
     assert!(kinds.contains(&("design", "R16")), "{kinds:?}");

@@ -72,6 +72,8 @@ pub struct AppState {
         routes::audit::record,
         routes::audit::list,
         routes::audit::engage,
+        routes::audit::update_deficiency,
+        routes::audit::list_deficiencies,
     ),
     modifiers(&BearerAuth)
 )]
@@ -139,6 +141,10 @@ pub fn router(state: AppState) -> Router {
             post(routes::audit::record).get(routes::audit::list),
         )
         .route("/audit/engagements", post(routes::audit::engage))
+        .route(
+            "/audit/deficiencies",
+            post(routes::audit::update_deficiency).get(routes::audit::list_deficiencies),
+        )
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .route("/healthz", get(healthz))

@@ -23,6 +23,9 @@ pub const UNPARSEABLE_KIND: &str = "evidence.unparseable";
 /// The ledger entry kind of a test result or control performance recorded by hand.
 pub const MANUAL_RESULT_KIND: &str = "audit.manual_result";
 
+/// The ledger entry kind of what an auditor or management recorded about a deficiency.
+pub const DEFICIENCY_UPDATE_KIND: &str = "audit.deficiency_update";
+
 /// The ledger entry kind of a change record imported from another tool.
 pub const IMPORTED_RECORD_KIND: &str = "evidence.change_record";
 
@@ -45,6 +48,8 @@ pub struct State {
     pub evidence: Vec<Evidence>,
     /// Results recorded by hand, in ledger order.
     pub manual_results: Vec<audit::engagement::ManualResult>,
+    /// What was recorded about deficiencies, in ledger order.
+    pub deficiency_updates: Vec<audit::deficiency::DeficiencyUpdate>,
     /// Change records imported from other tools, in ledger order.
     pub imported: Vec<evidence::records::ImportedChange>,
     /// Artifact (lower case) → changes that name it in a deployment approval or an
@@ -418,7 +423,8 @@ fn catch_up(state: &mut State, store: &dyn Store) -> Result<(), StoreError> {
         let kind = columns.kind;
         let about_changes = kind.starts_with("change.")
             || kind.starts_with("evidence.")
-            || kind == MANUAL_RESULT_KIND;
+            || kind == MANUAL_RESULT_KIND
+            || kind == DEFICIENCY_UPDATE_KIND;
         if about_changes {
             if let Err(e) = apply(state, stored.bytes) {
                 failure = Some(StoreError::Corrupt(format!("entry {}: {e}", stored.seq)));
@@ -488,6 +494,16 @@ fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {
         let result: audit::engagement::ManualResult =
             serde_json::from_value(result.clone()).map_err(|e| e.to_string())?;
         state.manual_results.push(result);
+        return Ok(());
+    }
+    if entry.kind == DEFICIENCY_UPDATE_KIND {
+        let update = entry
+            .payload
+            .get("update")
+            .ok_or("a deficiency update without its update")?;
+        let update: audit::deficiency::DeficiencyUpdate =
+            serde_json::from_value(update.clone()).map_err(|e| e.to_string())?;
+        state.deficiency_updates.push(update);
         return Ok(());
     }
     if entry.kind == IMPORTED_RECORD_KIND {

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use audit::catalog::{Catalog, Tailoring};
 use audit::engagement::{self, csv_field, Conclusion, ManualResult, Plan};
-use audit::sampling::{AttributePlan, SizeTable};
+use audit::sampling::{AttributePlan, Sampling};
 use audit::{Inputs, ProductionEvent};
 use evidence::git::Range;
 use evidence::records::ImportedChange;
@@ -65,12 +65,17 @@ pub struct Args {
     /// The organization whose controls are tested, as the OSCAL document names it.
     #[arg(long, default_value = "The service organization")]
     organization: String,
+    /// The audit firm's sampling settings (TOML: `tolerable_rate`, `higher_risk`,
+    /// `[sizes]`, `[attribute_sampling.CONTROL]`); the flags below add to or override it.
+    #[arg(long, env = "CHANGEGATE_SAMPLING")]
+    sampling: Option<PathBuf>,
     /// A control judged at higher risk: the upper end of its sample-size range (repeat).
     #[arg(long = "higher-risk", value_name = "CONTROL")]
     higher_risk: Vec<String>,
-    /// The deviation rate above which a control is deficient (a fraction, e.g. 0.05).
-    #[arg(long, default_value_t = 0.05)]
-    tolerable_rate: f64,
+    /// The deviation rate above which a control is deficient (a fraction, e.g. 0.05;
+    /// default 0.05 or the sampling file's).
+    #[arg(long)]
+    tolerable_rate: Option<f64>,
     /// Attribute sampling for a per-change control: `CONTROL:CONFIDENCE:TOLERABLE:EXPECTED`,
     /// e.g. `CM-06:0.95:0.05:0` (repeat).
     #[arg(long = "attribute-sampling", value_name = "PLAN")]
@@ -99,6 +104,53 @@ fn attribute_plan(text: &str) -> anyhow::Result<(String, AttributePlan)> {
     audit::sampling::attribute_size(&plan)
         .map_err(|e| anyhow::anyhow!("--attribute-sampling `{text}`: {e}"))?;
     Ok((control.trim().to_string(), plan))
+}
+
+/// The firm's sampling settings: the sampling file's, then the flags over them, checked
+/// against the catalog.
+fn sampling_settings(args: &Args, catalog: &Catalog) -> anyhow::Result<Sampling> {
+    let mut sampling = match &args.sampling {
+        None => Sampling::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the sampling file `{}`", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("in the sampling file `{}`", path.display()))?
+        }
+    };
+    let known = |id: &str| catalog.control(id).map(|c| c.frequency);
+    if let Some(path) = &args.sampling {
+        sampling
+            .validate(known)
+            .with_context(|| format!("in the sampling file `{}`", path.display()))?;
+    }
+    if let Some(rate) = args.tolerable_rate {
+        if !(rate > 0.0 && rate < 1.0) {
+            anyhow::bail!("--tolerable-rate must be a fraction between 0 and 1, not {rate}");
+        }
+        sampling.tolerable_rate = rate;
+    }
+    for id in &args.higher_risk {
+        if catalog.control(id).is_none() {
+            anyhow::bail!("--higher-risk: no control `{id}`");
+        }
+        if !sampling.higher_risk.contains(id) {
+            sampling.higher_risk.push(id.clone());
+        }
+    }
+    for text in &args.attribute_sampling {
+        let (control, plan) = attribute_plan(text)?;
+        match catalog.control(&control) {
+            Some(c) if c.frequency == audit::sampling::Frequency::PerChange => {}
+            Some(_) => anyhow::bail!(
+                "--attribute-sampling: `{control}` is not a per-change control; its sample \
+                 follows its frequency"
+            ),
+            None => anyhow::bail!("--attribute-sampling: no control `{control}`"),
+        }
+        sampling.attribute_sampling.insert(control, plan);
+    }
+    Ok(sampling)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -135,30 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    if !(args.tolerable_rate > 0.0 && args.tolerable_rate < 1.0) {
-        anyhow::bail!(
-            "--tolerable-rate must be a fraction between 0 and 1, not {}",
-            args.tolerable_rate
-        );
-    }
-    let mut plans = std::collections::BTreeMap::new();
-    for text in &args.attribute_sampling {
-        let (control, plan) = attribute_plan(text)?;
-        match catalog.control(&control) {
-            Some(c) if c.frequency == audit::sampling::Frequency::PerChange => {}
-            Some(_) => anyhow::bail!(
-                "--attribute-sampling: `{control}` is not a per-change control; its sample \
-                 follows its frequency"
-            ),
-            None => anyhow::bail!("--attribute-sampling: no control `{control}`"),
-        }
-        plans.insert(control, plan);
-    }
-    for id in &args.higher_risk {
-        if catalog.control(id).is_none() {
-            anyhow::bail!("--higher-risk: no control `{id}`");
-        }
-    }
+    let sampling = sampling_settings(&args, &catalog)?;
     let mut sources = Vec::new();
     let mut warnings = Vec::new();
     if as_of < to {
@@ -194,14 +223,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut imported = Vec::new();
     let mut manual = Vec::new();
+    let mut updates = Vec::new();
     let records = match &args.data {
         Some(dir) => {
             let LedgerFacts {
                 events: recorded,
                 imported: records,
                 manual: results,
+                deficiency_updates,
                 checkpoint,
             } = ledger_events(dir, args.database_url.as_deref(), &rules)?;
+            // Only what was recorded by the time the engagement is judged.
+            updates = deficiency_updates
+                .into_iter()
+                .filter(|u| {
+                    domain::action::parse_instant("recorded_at", &u.recorded_at)
+                        .is_ok_and(|t| t <= as_of)
+                })
+                .collect();
             // Only what was performed by the time the engagement is judged.
             manual = results
                 .into_iter()
@@ -241,15 +280,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rules: &rules,
         as_of,
     });
-    let sizes = SizeTable::default();
     let plan = Plan {
         period: (fmt(from), fmt(to)),
         seed: args.seed,
         catalog: &catalog,
-        sizes: &sizes,
-        attribute_plans: &plans,
-        higher_risk: &args.higher_risk,
-        tolerable_rate: args.tolerable_rate,
+        sampling: &sampling,
+        as_of: fmt(as_of),
         sources,
     };
     for m in &manual {
@@ -277,8 +313,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         })
         .collect();
-    let e = engagement::run(&plan, &report, &implemented, &manual)
+    let e = engagement::run(&plan, &report, &implemented, &manual, &updates)
         .context("cannot draw the samples")?;
+    for u in engagement::unused_updates(&e, &updates) {
+        warnings.push(Warning {
+            code: "deficiency_update_not_used",
+            message: format!(
+                "what {} recorded at {} about `{}` is not used: this engagement raised no such \
+                 deficiency",
+                u.recorded_by, u.recorded_at, u.deficiency
+            ),
+        });
+    }
 
     for w in &warnings {
         eprintln!("warning: {}", w.message);
@@ -318,9 +364,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         period: e.period.clone(),
         seed: e.seed,
         as_of: fmt(as_of),
-        tolerable_rate: args.tolerable_rate,
-        higher_risk: args.higher_risk.clone(),
-        attribute_plans: plans.clone(),
+        sampling: sampling.clone(),
         catalog: catalog.clone(),
         sources: plan.sources.clone(),
         policy: policy_text,
@@ -449,11 +493,16 @@ fn ledger_events(
     let store = store::open_existing(dir, url)
         .with_context(|| format!("cannot open the records in `{}`", dir.display()))?;
     let projection = server::projection::Projection::default();
-    let (events, imported, manual) = projection
+    let (events, imported, manual, deficiency_updates) = projection
         .read(store.as_ref(), |s| {
             let mut events = s.production_events(rules);
             events.extend(s.lifecycle_deployments(&events, rules));
-            (events, s.imported.clone(), s.manual_results.clone())
+            (
+                events,
+                s.imported.clone(),
+                s.manual_results.clone(),
+                s.deficiency_updates.clone(),
+            )
         })
         .context("cannot read the ledger")?;
     let checkpoint = match store.latest_checkpoint()? {
@@ -468,6 +517,7 @@ fn ledger_events(
         events,
         imported,
         manual,
+        deficiency_updates,
         checkpoint,
     })
 }
@@ -477,6 +527,7 @@ struct LedgerFacts {
     events: Vec<ProductionEvent>,
     imported: Vec<ImportedChange>,
     manual: Vec<ManualResult>,
+    deficiency_updates: Vec<audit::deficiency::DeficiencyUpdate>,
     /// The checkpoint read at, in words.
     checkpoint: String,
 }
@@ -596,5 +647,13 @@ fn print_summary(e: &engagement::Engagement, out: &Path) {
         e.deficiencies.len(),
         e.design_deficiencies.len()
     );
+    for d in &e.deficiencies {
+        let significance = d.significance.map_or("not assessed", |s| s.as_str());
+        println!(
+            "  {:<20} {significance}; {}",
+            d.id,
+            audit::workbook::status_text(d.status)
+        );
+    }
     println!("workpapers in {}", out.display());
 }

@@ -35,9 +35,7 @@ pub struct Inputs {
     pub period: (String, String),
     pub seed: u64,
     pub as_of: String,
-    pub tolerable_rate: f64,
-    pub higher_risk: Vec<String>,
-    pub attribute_plans: BTreeMap<String, audit::sampling::AttributePlan>,
+    pub sampling: audit::sampling::Sampling,
     pub catalog: audit::catalog::Catalog,
     pub sources: Vec<String>,
     /// The policy file's text.
@@ -129,6 +127,7 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
         let wanted = match serde_json::from_slice::<Head>(e.bytes) {
             Ok(h) => {
                 h.kind == "audit.manual_result"
+                    || h.kind == "audit.deficiency_update"
                     || h.kind.starts_with("evidence.")
                     || h.subject.is_some_and(|s| changes.contains(s.as_ref()))
             }
@@ -560,6 +559,7 @@ fn reperform_results(
         .map_err(|e| format!("`{INPUTS}`: {e}"))?;
     let mut evidence = Vec::new();
     let mut manual = Vec::new();
+    let mut updates = Vec::new();
     for entry in entries {
         if entry.kind == "audit.manual_result" {
             let result: audit::engagement::ManualResult = entry
@@ -573,6 +573,19 @@ fn reperform_results(
             let performed = domain::action::parse_instant("performed_at", &result.performed_at);
             if performed.is_ok_and(|t| t <= as_of) {
                 manual.push(result);
+            }
+        } else if entry.kind == "audit.deficiency_update" {
+            let update: audit::deficiency::DeficiencyUpdate = entry
+                .payload
+                .get("update")
+                .cloned()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or_else(|| {
+                    format!("event {}: a deficiency update that cannot be read", entry.seq)
+                })?;
+            let recorded = domain::action::parse_instant("recorded_at", &update.recorded_at);
+            if recorded.is_ok_and(|t| t <= as_of) {
+                updates.push(update);
             }
         } else if entry.kind.starts_with("evidence.") {
             if let Some(value) = entry.payload.get("evidence") {
@@ -625,18 +638,15 @@ fn reperform_results(
             })
         })
         .collect();
-    let sizes = audit::sampling::SizeTable::default();
     let plan = audit::engagement::Plan {
         period: inputs.period.clone(),
         seed: inputs.seed,
         catalog: &inputs.catalog,
-        sizes: &sizes,
-        attribute_plans: &inputs.attribute_plans,
-        higher_risk: &inputs.higher_risk,
-        tolerable_rate: inputs.tolerable_rate,
+        sampling: &inputs.sampling,
+        as_of: inputs.as_of.clone(),
         sources: inputs.sources.clone(),
     };
-    let e = audit::engagement::run(&plan, &report, &implemented, &manual)
+    let e = audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
         .map_err(|e| format!("the engagement cannot be computed again: {e}"))?;
     if audit::engagement::samples_csv(&e).as_bytes() != files["samples.csv"].as_slice() {
         return Err("the samples drawn again from the seed differ from `samples.csv`".into());

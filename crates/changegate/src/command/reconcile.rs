@@ -278,23 +278,7 @@ fn carried_commit(c: &GitCommit) -> CarriedCommit {
 /// A day or an instant; a day means its first second for `--since` and its last for
 /// `--until`, in UTC.
 pub fn parse_bound(flag: &str, s: &str, end_of_day: bool) -> anyhow::Result<OffsetDateTime> {
-    if let Ok(t) = domain::action::parse_instant(flag, s) {
-        return Ok(t);
-    }
-    let day = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "{flag} must be a day like `2026-07-01` or an RFC 3339 instant with an offset, \
-                 not `{s}`"
-            )
-        })?;
-    let t = if end_of_day {
-        day.with_hms(23, 59, 59)
-    } else {
-        day.with_hms(0, 0, 0)
-    }
-    .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
-    Ok(t.assume_utc())
+    audit::engagement::period_bound(flag, s, end_of_day).map_err(anyhow::Error::msg)
 }
 
 pub fn fmt(t: OffsetDateTime) -> String {

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::error::{ApiError, ErrorBody};
-use crate::projection::MANUAL_RESULT_KIND;
+use crate::projection::{DEFICIENCY_UPDATE_KIND, MANUAL_RESULT_KIND};
 use crate::service::ServiceError;
 use crate::AppState;
 
@@ -137,13 +137,231 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "results": results })))
 }
 
+/// Fields of free text a deficiency update may carry, with their longest length.
+const TEXT_LIMIT: usize = 10_000;
+
+#[derive(Serialize, ToSchema)]
+pub struct UpdateRecorded {
+    /// The ledger entry.
+    pub seq: u64,
+    #[schema(value_type = Object)]
+    pub update: audit::deficiency::DeficiencyUpdate,
+}
+
+/// Records what an auditor assessed about a deficiency (`significance`, `rationale`: the
+/// auditor role) or what management answered (`management_response`, `owner`,
+/// `remediation_due`, `remediated_at`, `remediation`: the change manager role). The
+/// deficiency is named as engagements name it (`CM-03:operating`, `R07:design`) with the
+/// engagement period it was raised in (`from`, `to`: days or RFC 3339 instants, as
+/// `changegate audit` takes them).
+#[utoipa::path(
+    post, path = "/api/v1/audit/deficiencies", tag = "audit",
+    request_body(content = Object, description = "deficiency, from, to, and any of significance (deficiency, significant_deficiency, material_weakness), rationale, management_response, owner, remediation_due, remediated_at, remediation"),
+    responses((status = 201, body = UpdateRecorded), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update_deficiency(
+    State(state): State<AppState>,
+    Authenticated(user): Authenticated,
+    body: Bytes,
+) -> Result<(StatusCode, Json<UpdateRecorded>), ApiError> {
+    let has = |role: &str| user.roles.iter().any(|r| r == role);
+    let mut update: audit::deficiency::DeficiencyUpdate =
+        serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    if !has("auditor") && !has("change_manager") {
+        return Err(forbidden(&user.name, "record anything about a deficiency"));
+    }
+    if update.sets_assessment() && !has("auditor") {
+        return Err(forbidden(
+            &user.name,
+            "assess a deficiency's significance: that takes the auditor role",
+        ));
+    }
+    if update.sets_response() && !has("change_manager") {
+        return Err(forbidden(
+            &user.name,
+            "record management's response or remediation: that takes the change_manager role",
+        ));
+    }
+    if !update.sets_assessment() && !update.sets_response() {
+        return Err(ApiError::unprocessable(
+            "nothing_to_record",
+            "give at least one of significance, rationale, management_response, owner, \
+             remediation_due, remediated_at, remediation",
+        ));
+    }
+    if !audit::deficiency::valid_id(&update.deficiency) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!(
+                "`deficiency` must name a control or risk and a kind, like `CM-03:operating` or \
+                 `R07:design`, not `{}`",
+                update.deficiency
+            ),
+        ));
+    }
+    let bound = |field: &str, value: &str, end| {
+        audit::engagement::period_bound(field, value, end)
+            .map_err(|e| ApiError::unprocessable("invalid_field", e))
+    };
+    let from = bound("`from`", &update.from, false)?;
+    let to = bound("`to`", &update.to, true)?;
+    if to < from {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "`to` is before `from`",
+        ));
+    }
+    update.from = domain::action::format_instant(from);
+    update.to = domain::action::format_instant(to);
+    let now = state.clock.now();
+    for (field, value) in [
+        ("rationale", &mut update.rationale),
+        ("management_response", &mut update.management_response),
+        ("owner", &mut update.owner),
+        ("remediation", &mut update.remediation),
+    ] {
+        if let Some(v) = value {
+            let t = v.trim();
+            if t.is_empty()
+                || t.len() > TEXT_LIMIT
+                || t.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+            {
+                return Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!(
+                        "`{field}` must be non-empty text of at most {TEXT_LIMIT} bytes without \
+                         control characters other than line breaks and tabs"
+                    ),
+                ));
+            }
+            *v = t.to_string();
+        }
+    }
+    if let Some(due) = &update.remediation_due {
+        let t = bound("`remediation_due`", due, true)?;
+        update.remediation_due = Some(domain::action::format_instant(t));
+    }
+    if let Some(at) = &update.remediated_at {
+        let t = domain::action::parse_instant("remediated_at", at)
+            .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
+        if t > now {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "`remediated_at` is in the future: record a remediation once it is in place, \
+                 and a planned date as `remediation_due`",
+            ));
+        }
+        update.remediated_at = Some(domain::action::format_instant(t));
+    }
+    update.recorded_by = user.name.clone();
+    update.recorded_at = domain::action::format_instant(now);
+    let write = Write {
+        target: Target::None,
+        entries: vec![NewEntry {
+            time: update.recorded_at.clone(),
+            actor: user.name.clone(),
+            roles: user.roles.clone(),
+            kind: DEFICIENCY_UPDATE_KIND.into(),
+            subject: Some(format!("audit:deficiency:{}", update.deficiency)),
+            payload: serde_json::json!({ "update": update }),
+        }],
+        columns: None,
+    };
+    let written = state.service.submit(write).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UpdateRecorded {
+            seq: written.seqs.first().copied().unwrap_or_default(),
+            update,
+        }),
+    ))
+}
+
+fn forbidden(user: &str, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "role_not_allowed",
+        format!("`{user}` may not {what}"),
+    )
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeficiencyQuery {
+    /// Only updates about this deficiency (`CM-03:operating`).
+    pub deficiency: Option<String>,
+}
+
+/// What was recorded about deficiencies, oldest first, and per deficiency and period what
+/// the updates add up to.
+#[utoipa::path(
+    get, path = "/api/v1/audit/deficiencies", tag = "audit", params(DeficiencyQuery),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_deficiencies(
+    State(state): State<AppState>,
+    Authenticated(_user): Authenticated,
+    query: Result<Query<DeficiencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::unprocessable("invalid_query", e.body_text()))?;
+    let st = state.clone();
+    let updates = tokio::task::spawn_blocking(move || {
+        let store = st.service.store.clone();
+        st.evidence.projection.read(store.as_ref(), |s| {
+            s.deficiency_updates
+                .iter()
+                .filter(|u| q.deficiency.as_deref().is_none_or(|d| d == u.deficiency))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(ServiceError::from)?;
+    // Per period, what the updates add up to.
+    let mut periods: Vec<(String, String)> = Vec::new();
+    for u in &updates {
+        let p = (u.from.clone(), u.to.clone());
+        if !periods.contains(&p) {
+            periods.push(p);
+        }
+    }
+    let mut current = Vec::new();
+    for p in &periods {
+        for (id, f) in audit::deficiency::fold(&updates, p) {
+            current.push(serde_json::json!({
+                "deficiency": id,
+                "from": p.0,
+                "to": p.1,
+                "significance": f.significance,
+                "rationale": f.rationale,
+                "management_response": f.management_response,
+                "owner": f.owner,
+                "remediation_due": f.remediation_due,
+                "remediated_at": f.remediated_at,
+                "remediation": f.remediation,
+                "history": f.history,
+            }));
+        }
+    }
+    Ok(Json(
+        serde_json::json!({ "deficiencies": current, "updates": updates }),
+    ))
+}
+
 /// What an auditor asks the server to run.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngagementRequest {
-    /// First instant of the period, RFC 3339.
+    /// First day (from its first second, UTC) or instant (RFC 3339) of the period.
     pub from: String,
-    /// Last instant of the period, RFC 3339.
+    /// Last day (through its last second, UTC) or instant of the period.
     pub to: String,
     pub seed: u64,
 }
@@ -154,7 +372,7 @@ pub struct EngagementRequest {
 /// told apart from a rerun.
 #[utoipa::path(
     post, path = "/api/v1/audit/engagements", tag = "audit",
-    request_body(content = Object, description = "from, to (RFC 3339), seed"),
+    request_body(content = Object, description = "from, to (days or RFC 3339 instants), seed"),
     responses((status = 201, body = Object), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 401, body = ErrorBody)),
@@ -176,9 +394,9 @@ pub async fn engage(
         ));
     }
     let req: EngagementRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
-    let from = domain::action::parse_instant("from", &req.from)
+    let from = audit::engagement::period_bound("`from`", &req.from, false)
         .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
-    let to = domain::action::parse_instant("to", &req.to)
+    let to = audit::engagement::period_bound("`to`", &req.to, true)
         .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
     if to < from {
         return Err(ApiError::unprocessable(
@@ -247,20 +465,26 @@ pub async fn engage(
                     })
                     .cloned()
                     .collect();
+                let updates: Vec<audit::deficiency::DeficiencyUpdate> = s
+                    .deficiency_updates
+                    .iter()
+                    .filter(|u| {
+                        domain::action::parse_instant("recorded_at", &u.recorded_at)
+                            .is_ok_and(|t| t <= now)
+                    })
+                    .cloned()
+                    .collect();
                 let catalog = audit::catalog::Catalog::default();
-                let sizes = audit::sampling::SizeTable::default();
-                let plans = std::collections::BTreeMap::new();
+                let sampling = audit::sampling::Sampling::default();
                 let plan = audit::engagement::Plan {
                     period: period2,
                     seed: req.seed,
                     catalog: &catalog,
-                    sizes: &sizes,
-                    attribute_plans: &plans,
-                    higher_risk: &[],
-                    tolerable_rate: 0.05,
+                    sampling: &sampling,
+                    as_of: domain::action::format_instant(now),
                     sources: vec!["the server's ledger".into()],
                 };
-                audit::engagement::run(&plan, &report, &implemented, &manual)
+                audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
                     .map(|e| {
                         serde_json::json!({
                             "summary": audit::engagement::summary(&e),
