@@ -247,7 +247,11 @@ pub fn fold(updates: &[DeficiencyUpdate], period: &(String, String)) -> BTreeMap
             "management response",
         );
         set(&mut f.owner, &u.owner, "owner");
-        set(&mut f.remediation_due, &u.remediation_due, "remediation due");
+        set(
+            &mut f.remediation_due,
+            &u.remediation_due,
+            "remediation due",
+        );
         set(&mut f.remediated_at, &u.remediated_at, "remediated at");
         set(&mut f.remediation, &u.remediation, "remediation");
         if let Some(s) = u.significance {
@@ -366,9 +370,15 @@ mod tests {
             management_response: Some("we will".into()),
             ..Folded::default()
         };
-        assert_eq!(status(k, Some(&f), None, 0.05, now), Status::RemediationPlanned);
+        assert_eq!(
+            status(k, Some(&f), None, 0.05, now),
+            Status::RemediationPlanned
+        );
         f.remediation_due = Some("2026-12-01T00:00:00Z".into());
-        assert_eq!(status(k, Some(&f), None, 0.05, now), Status::RemediationOverdue);
+        assert_eq!(
+            status(k, Some(&f), None, 0.05, now),
+            Status::RemediationOverdue
+        );
         f.remediated_at = Some("2026-11-20T00:00:00Z".into());
         assert_eq!(status(k, Some(&f), None, 0.05, now), Status::AwaitingRetest);
         assert_eq!(

@@ -347,7 +347,10 @@ pub fn run(
 }
 
 /// The updates about this engagement's period that name no deficiency it raised.
-pub fn unused_updates<'u>(e: &Engagement, updates: &'u [DeficiencyUpdate]) -> Vec<&'u DeficiencyUpdate> {
+pub fn unused_updates<'u>(
+    e: &Engagement,
+    updates: &'u [DeficiencyUpdate],
+) -> Vec<&'u DeficiencyUpdate> {
     updates
         .iter()
         .filter(|u| crate::deficiency::same_period(u, &e.period))

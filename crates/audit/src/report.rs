@@ -115,23 +115,27 @@ pub fn html(e: &Engagement, catalog: &Catalog, title: &str) -> String {
                 escape(&d.subject),
                 escape(&d.description),
                 escape(&d.items.join(", ")),
-                escape(&[
-                    d.significance.map(|s| s.as_str().to_string()),
-                    d.rationale.clone()
-                ]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(": ")),
-                escape(&[
-                    d.management_response.clone(),
-                    d.owner.as_ref().map(|o| format!("owner {o}")),
-                    d.remediation_due.as_ref().map(|t| format!("due {t}"))
-                ]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("; ")),
+                escape(
+                    &[
+                        d.significance.map(|s| s.as_str().to_string()),
+                        d.rationale.clone()
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ")
+                ),
+                escape(
+                    &[
+                        d.management_response.clone(),
+                        d.owner.as_ref().map(|o| format!("owner {o}")),
+                        d.remediation_due.as_ref().map(|t| format!("due {t}"))
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+                ),
                 escape(&crate::workbook::remediation_text(d)),
                 crate::workbook::status_text(d.status)
             );

@@ -177,10 +177,7 @@ impl Sampling {
     /// Refuses settings no engagement could use: a rate outside (0, 1), an empty or upside
     /// down size range, an impossible plan, or a control `known` does not accept (an
     /// unknown id, or a plan for a control that is not per change), naming the setting.
-    pub fn validate(
-        &self,
-        known: impl Fn(&str) -> Option<Frequency>,
-    ) -> Result<(), SamplingError> {
+    pub fn validate(&self, known: impl Fn(&str) -> Option<Frequency>) -> Result<(), SamplingError> {
         if !(self.tolerable_rate > 0.0 && self.tolerable_rate < 1.0) {
             return Err(SamplingError::Table(format!(
                 "`tolerable_rate` must be a fraction between 0 and 1, not {}",
@@ -212,7 +209,9 @@ impl Sampling {
                 }
             }
             attribute_size(plan).map_err(|e| match e {
-                SamplingError::Plan(m) => SamplingError::Plan(format!("`attribute_sampling.{id}`: {m}")),
+                SamplingError::Plan(m) => {
+                    SamplingError::Plan(format!("`attribute_sampling.{id}`: {m}"))
+                }
                 other => other,
             })?;
         }

@@ -21,11 +21,11 @@ use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, FormatAlign, Workboo
 
 use crate::catalog::{Catalog, Control, Nature, Performed};
 use crate::deficiency::{Retest, Status};
-use crate::sampling::Drawn;
 use crate::engagement::{
     Conclusion, ControlTest, Deficiency, DeficiencyKind, Engagement, Method, TestResult,
 };
 use crate::reconcile::AttributeResult;
+use crate::sampling::Drawn;
 
 /// Rows in a worksheet: the xlsx limit.
 pub const MAX_ROWS: u32 = 1_048_576;
@@ -345,10 +345,25 @@ fn control_sheet(
         row += 1;
         let facts: [(&str, Value); 7] = [
             ("Retest of the items from", Value::Text(&r.from)),
-            ("Retest population", Value::Number(r.population.count as f64)),
-            ("Retest population SHA-256", Value::Text(&r.population.sha256)),
-            ("Retest sample size", Value::Number(r.sample_size.size as f64)),
-            ("Retest sample basis", Value::Owned(format!("{} (draw key {}/retest)", r.sample_size.basis, t.control))),
+            (
+                "Retest population",
+                Value::Number(r.population.count as f64),
+            ),
+            (
+                "Retest population SHA-256",
+                Value::Text(&r.population.sha256),
+            ),
+            (
+                "Retest sample size",
+                Value::Number(r.sample_size.size as f64),
+            ),
+            (
+                "Retest sample basis",
+                Value::Owned(format!(
+                    "{} (draw key {}/retest)",
+                    r.sample_size.basis, t.control
+                )),
+            ),
             ("Retest exceptions", Value::Number(r.exceptions as f64)),
             ("Retest conclusion", Value::Text(conclusion(r.conclusion))),
         ];

@@ -5,7 +5,6 @@ mod common;
 
 use common::{deployment, report, reviewed, row};
 
-
 use audit::catalog::{Catalog, Tailoring};
 use audit::deficiency::{Significance, Status};
 use audit::engagement::{
@@ -30,11 +29,7 @@ fn period() -> Report {
     report(events)
 }
 
-fn plan<'a>(
-    catalog: &'a Catalog,
-    sampling: &'a Sampling,
-    seed: u64,
-) -> Plan<'a> {
+fn plan<'a>(catalog: &'a Catalog, sampling: &'a Sampling, seed: u64) -> Plan<'a> {
     Plan {
         period: ("2026-05-01".into(), "2026-05-31".into()),
         seed,

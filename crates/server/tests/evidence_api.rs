@@ -21,6 +21,7 @@ on_every_backend!(
     an_approval_naming_no_artifact_covers_only_what_was_linked_before_it,
     auditors_record_manual_results_in_the_ledger,
     auditors_run_engagements_over_the_ledger,
+    deficiencies_are_assessed_answered_and_retested,
 );
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -780,5 +781,189 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
     assert_eq!(status, 422);
     let naive = json!({"from": "2026-01-01 00:00:00", "to": fmt(app.now()), "seed": 1});
     let (status, _) = app.post("olivia", "/api/v1/audit/engagements", naive).await;
+    assert_eq!(status, 422);
+}
+
+async fn deficiencies_are_assessed_answered_and_retested(app: TestApp) {
+    let (from, to) = (
+        fmt(app.now() - Duration::days(30)),
+        fmt(app.now() + Duration::minutes(1)),
+    );
+    let period = json!({"from": from, "to": to, "seed": 11});
+    // No policy review recorded in the period: the annual control is overdue.
+    let (status, v) = app
+        .post("olivia", "/api/v1/audit/engagements", period.clone())
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let d = v["deficiencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "CM-01:operating")
+        .cloned()
+        .unwrap_or_else(|| panic!("no CM-01 deficiency: {v}"));
+    assert_eq!(d["status"], "open");
+
+    let update = |extra: Value| {
+        let mut body = json!({"deficiency": "CM-01:operating", "from": from, "to": to});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let before = app.ledger_size();
+    let refused = [
+        // Management's fields are management's; the significance is the auditor's.
+        (
+            "olivia",
+            update(json!({"management_response": "we will"})),
+            403,
+            "role_not_allowed",
+        ),
+        (
+            "frank",
+            update(json!({"significance": "deficiency"})),
+            403,
+            "role_not_allowed",
+        ),
+        (
+            "bob",
+            update(json!({"owner": "bob"})),
+            403,
+            "role_not_allowed",
+        ),
+        ("olivia", update(json!({})), 422, "nothing_to_record"),
+        (
+            "olivia",
+            update(json!({"significance": "huge"})),
+            422,
+            "invalid_request",
+        ),
+        (
+            "olivia",
+            update(json!({"deficiency": "CM-01", "significance": "deficiency"})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "olivia",
+            update(json!({"to": "2020-01-01", "significance": "deficiency"})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "frank",
+            update(json!({"remediated_at": fmt(app.now() + Duration::days(2))})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "frank",
+            update(json!({"remediation_due": "soon"})),
+            422,
+            "invalid_field",
+        ),
+        (
+            "frank",
+            update(json!({"owner": "  "})),
+            422,
+            "invalid_field",
+        ),
+    ];
+    for (who, body, want, code) in refused {
+        let (status, v) = app
+            .post(who, "/api/v1/audit/deficiencies", body.clone())
+            .await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (want, Some(code)),
+            "{who} {body}: {v}"
+        );
+    }
+    assert_eq!(app.ledger_size(), before, "nothing refused is written");
+
+    let (status, v) = app
+        .post(
+            "olivia",
+            "/api/v1/audit/deficiencies",
+            update(json!({"significance": "significant_deficiency",
+                          "rationale": "no policy review in a year"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["update"]["recorded_by"], "olivia");
+    let due = fmt(app.now() + Duration::days(10));
+    let (status, v) = app
+        .post(
+            "frank",
+            "/api/v1/audit/deficiencies",
+            update(json!({"management_response": "review the policy now",
+                          "owner": "frank", "remediation_due": due})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(app.ledger_size(), before + 2);
+
+    let (_, v) = app
+        .post("olivia", "/api/v1/audit/engagements", period.clone())
+        .await;
+    let d = v["deficiencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "CM-01:operating")
+        .cloned()
+        .unwrap();
+    assert_eq!(d["significance"], "significant_deficiency");
+    assert_eq!(d["status"], "remediation_planned", "{d}");
+    assert_eq!(d["owner"], "frank");
+
+    // The review is performed and the remediation recorded: the retest finds it.
+    let done = fmt(app.now() - Duration::days(1));
+    let (status, v) = app
+        .post(
+            "frank",
+            "/api/v1/audit/results",
+            json!({"control": "CM-01", "item": "policy-review", "attribute": "performed",
+                   "result": "pass", "method": "inspection",
+                   "evidence": "policy v8 approved", "performed_at": done}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = app
+        .post(
+            "frank",
+            "/api/v1/audit/deficiencies",
+            update(json!({"remediated_at": fmt(app.now() - Duration::days(2)),
+                          "remediation": "annual review put in the calendar"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (_, v) = app
+        .post("olivia", "/api/v1/audit/engagements", period)
+        .await;
+    // The review performed in the period also ends the overdue: no deficiency any more.
+    assert!(
+        !v["deficiencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "CM-01:operating"),
+        "{v}"
+    );
+
+    let (status, v) = app
+        .get(
+            "bob",
+            "/api/v1/audit/deficiencies?deficiency=CM-01:operating",
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["updates"].as_array().unwrap().len(), 3);
+    let current = &v["deficiencies"][0];
+    assert_eq!(current["significance"], "significant_deficiency");
+    assert_eq!(current["remediation"], "annual review put in the calendar");
+    assert_eq!(current["history"].as_array().unwrap().len(), 3);
+    let (status, _) = app.get("bob", "/api/v1/audit/deficiencies?color=red").await;
     assert_eq!(status, 422);
 }

@@ -581,7 +581,10 @@ fn reperform_results(
                 .cloned()
                 .and_then(|v| serde_json::from_value(v).ok())
                 .ok_or_else(|| {
-                    format!("event {}: a deficiency update that cannot be read", entry.seq)
+                    format!(
+                        "event {}: a deficiency update that cannot be read",
+                        entry.seq
+                    )
                 })?;
             let recorded = domain::action::parse_instant("recorded_at", &update.recorded_at);
             if recorded.is_ok_and(|t| t <= as_of) {
@@ -659,7 +662,22 @@ fn reperform_results(
             .zip(controls(engagement).iter())
             .find(|(x, y)| x != y)
             .and_then(|(x, _)| x["control"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "its deficiencies".into());
+            .unwrap_or_else(|| {
+                let deficiencies =
+                    |v: &Value| v["deficiencies"].as_array().cloned().unwrap_or_default();
+                let (a, b) = (deficiencies(&again), deficiencies(engagement));
+                let id = |d: Option<&Value>| d.and_then(|d| d["id"].as_str().map(str::to_string));
+                let at = a.iter().zip(&b).position(|(x, y)| x != y);
+                match at {
+                    Some(i) => format!("deficiency {}", id(a.get(i)).unwrap_or_default()),
+                    None if a.len() != b.len() => format!(
+                        "its deficiencies ({} computed again, {} recorded)",
+                        a.len(),
+                        b.len()
+                    ),
+                    None => "its period or seed".into(),
+                }
+            });
         return Err(format!(
             "the engagement computed again from the package differs from `engagement.json` \
              at {which}"
