@@ -308,3 +308,112 @@ fn lifecycle_controls_and_imported_records_are_tested_from_the_data_directory() 
         imported["population"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn a_firms_sampling_file_sets_sizes_rates_and_plans_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repository(&repo);
+    let sampling = tmp.path().join("sampling.toml");
+    std::fs::write(
+        &sampling,
+        r#"
+tolerable_rate = 0.1
+higher_risk = ["CM-16"]
+
+[sizes]
+per_change = { low = 10, high = 30 }
+
+[attribute_sampling.CM-06]
+confidence = 0.9
+tolerable = 0.1
+expected = 0
+"#,
+    )
+    .unwrap();
+    let with = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "--from",
+            "2026-05-01",
+            "--to",
+            "2026-05-31",
+            "--seed",
+            "3",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--branch",
+            "main",
+            "--as-of",
+            "2026-06-01T00:00:00Z",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let sample = |out: &Path, id: &str| -> (u64, f64) {
+        let e: Value = serde_json::from_str(&read(&out.join("engagement.json"))).unwrap();
+        let t = e["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["control"] == id)
+            .unwrap()
+            .clone();
+        (
+            t["sample_size"]["size"].as_u64().unwrap(),
+            t["tolerable_rate"].as_f64().unwrap(),
+        )
+    };
+
+    let out = tmp.path().join("firm");
+    let o = with(&out, &["--sampling", sampling.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Higher risk: the top of the firm's per-change range; its own tolerable rate.
+    assert_eq!(sample(&out, "CM-16"), (30, 0.1));
+    // 90 % confidence, 10 % tolerable, none expected: 22 items by the binomial.
+    assert_eq!(sample(&out, "CM-06").0, 22);
+    let inputs: Value = serde_json::from_str(&read(&out.join("inputs.json"))).unwrap();
+    assert_eq!(inputs["sampling"]["sizes"]["per_change"]["high"], 30);
+
+    // A flag overrides the file's rate.
+    let out = tmp.path().join("flag");
+    let o = with(
+        &out,
+        &[
+            "--sampling",
+            sampling.to_str().unwrap(),
+            "--tolerable-rate",
+            "0.02",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(sample(&out, "CM-16"), (30, 0.02));
+
+    // Settings no engagement can use are refused, naming the file and the setting, and
+    // nothing is written.
+    for (text, needle) in [
+        ("tolerable_rate = 1.5", "tolerable_rate"),
+        ("higher_risk = [\"CM-99\"]", "CM-99"),
+        ("[sizes]\nweekly = { low = 9, high = 3 }", "weekly"),
+        (
+            "[attribute_sampling.CM-01]\nconfidence = 0.95\ntolerable = 0.05\nexpected = 0",
+            "CM-01",
+        ),
+        (
+            "[attribute_sampling.CM-06]\nconfidence = 0.95\ntolerable = 0.05\nexpected = 0.2",
+            "expected",
+        ),
+        ("sample_everything = true", "sample_everything"),
+    ] {
+        std::fs::write(&sampling, text).unwrap();
+        let out = tmp.path().join("refused");
+        let o = with(&out, &["--sampling", sampling.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains("sampling.toml"), "{text}: {stderr}");
+        assert!(stderr.contains(needle), "{text}: {stderr}");
+        assert!(!out.exists());
+    }
+}

@@ -234,13 +234,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 checkpoint,
             } = ledger_events(dir, args.database_url.as_deref(), &rules)?;
             // Only what was recorded by the time the engagement is judged.
-            updates = deficiency_updates
-                .into_iter()
-                .filter(|u| {
-                    domain::action::parse_instant("recorded_at", &u.recorded_at)
-                        .is_ok_and(|t| t <= as_of)
-                })
+            let (kept, later): (Vec<_>, Vec<_>) = deficiency_updates.into_iter().partition(|u| {
+                domain::action::parse_instant("recorded_at", &u.recorded_at)
+                    .is_ok_and(|t| t <= as_of)
+            });
+            updates = kept;
+            let about_period: Vec<_> = later
+                .iter()
+                .filter(|u| audit::deficiency::same_period(u, &(fmt(from), fmt(to))))
                 .collect();
+            if !about_period.is_empty() {
+                warnings.push(Warning {
+                    code: "deficiency_update_after_as_of",
+                    message: format!(
+                        "{} update(s) about this period's deficiencies were recorded after \
+                         --as-of ({}) and are not used (the first by {} at {})",
+                        about_period.len(),
+                        fmt(as_of),
+                        about_period[0].recorded_by,
+                        about_period[0].recorded_at
+                    ),
+                });
+            }
             // Only what was performed by the time the engagement is judged.
             manual = results
                 .into_iter()
