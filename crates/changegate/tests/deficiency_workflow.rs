@@ -117,8 +117,8 @@ fn an_assessed_and_remediated_deficiency_is_retested_and_reperformed() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("identical results"), "{text}");
 
-    // Take management's update out of the package (fixing the manifest): the retest and
-    // status cannot be reperformed any more.
+    // Take management's update out of the package with its proof, fixing the manifest: the
+    // seal the audit recorded in the ledger names every entry the package held.
     let package = out.join("package");
     let events = std::fs::read_to_string(package.join("events.jsonl")).unwrap();
     let (removed, kept): (Vec<&str>, Vec<&str>) = events
@@ -151,5 +151,5 @@ fn an_assessed_and_remediated_deficiency_is_retested_and_reperformed() {
     let (code, text) = verify(&[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("package broken"), "{text}");
-    assert!(text.contains("CM-14"), "{text}");
+    assert!(text.contains("the seal"), "{text}");
 }

@@ -201,7 +201,7 @@ fn a_missing_or_extra_file_is_named() {
 }
 
 #[test]
-fn a_removed_event_is_caught_by_proof_coverage_or_by_reperformance() {
+fn a_removed_event_is_caught_by_proof_coverage_or_by_the_seal() {
     let (_tmp, out) = audited();
     let package = out.join("package");
     let events = package.join("events.jsonl");
@@ -218,7 +218,8 @@ fn a_removed_event_is_caught_by_proof_coverage_or_by_reperformance() {
         ),
     );
 
-    // The event and its proof both removed: rebuilding its change shows the gap.
+    // The event and its proof both removed: the seal the audit recorded in the ledger lists
+    // every entry the package held.
     let (_tmp, out) = audited();
     let package = out.join("package");
     let mut events = read_lines(&package.join("events.jsonl"));
@@ -233,7 +234,69 @@ fn a_removed_event_is_caught_by_proof_coverage_or_by_reperformance() {
     write_lines(&package.join("events.jsonl"), &events);
     write_lines(&package.join("proofs.jsonl"), &proofs);
     fix_manifest(&package);
-    assert_broken(&out, &[], "in the package is not its request");
+    assert_broken(
+        &out,
+        &[],
+        "says the package holds 767 entries; `events.jsonl` holds 766 besides it",
+    );
+}
+
+#[test]
+fn a_package_without_its_seal_or_with_another_seal_is_refused() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let mut events = read_lines(&package.join("events.jsonl"));
+    let mut proofs = read_lines(&package.join("proofs.jsonl"));
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(last["canonical"]
+        .as_str()
+        .unwrap()
+        .contains("\"kind\":\"audit.package_sealed\""));
+    events.pop();
+    proofs.pop();
+    write_lines(&package.join("events.jsonl"), &events);
+    write_lines(&package.join("proofs.jsonl"), &proofs);
+    fix_manifest(&package);
+    assert_broken(&out, &[], "holds no seal");
+
+    // A second audit of the same ledger seals its own package; its seal does not vouch for
+    // the first package's entries.
+    let (tmp, out) = audited();
+    let data = tmp.path().join("D");
+    let second = tmp.path().join("SECOND");
+    let o = run(&[
+        "audit",
+        "--from",
+        "2026-08-01",
+        "--to",
+        "2026-09-30",
+        "--seed",
+        "5",
+        "--as-of",
+        "2026-10-01T00:00:00Z",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        second.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let package = out.join("package");
+    let mut events = read_lines(&package.join("events.jsonl"));
+    let mut proofs = read_lines(&package.join("proofs.jsonl"));
+    let other_events = read_lines(&second.join("package/events.jsonl"));
+    let other_proofs = read_lines(&second.join("package/proofs.jsonl"));
+    *events.last_mut().unwrap() = other_events.last().unwrap().clone();
+    *proofs.last_mut().unwrap() = other_proofs.last().unwrap().clone();
+    write_lines(&package.join("events.jsonl"), &events);
+    write_lines(&package.join("proofs.jsonl"), &proofs);
+    std::fs::copy(
+        second.join("package/checkpoint.json"),
+        package.join("checkpoint.json"),
+    )
+    .unwrap();
+    fix_manifest(&package);
+    // The entries are not proven against the second seal's checkpoint.
+    assert_broken(&out, &[], "does not verify against the checkpoint");
 }
 
 #[test]

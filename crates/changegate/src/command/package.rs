@@ -3,6 +3,13 @@
 //! the ledger entries the results rest on with their RFC 6962 inclusion proofs against the
 //! latest signed checkpoint, the checkpoint and its public key, and a manifest of SHA-256
 //! digests. `changegate verify-package OUT` checks it offline.
+//!
+//! Writing a package **seals** it in the ledger: one entry of kind `audit.package_sealed`
+//! holds the SHA-256 of the list of entries the package includes (seq and leaf hash, one
+//! per line) and the digests of the result files. The package's proofs are against the
+//! checkpoint that covers the seal, and the seal is itself in the package, so an entry
+//! taken out of it, or a result file rewritten, no longer matches what the signed ledger
+//! says the package held.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -48,6 +55,18 @@ const EVENTS: &str = "events.jsonl";
 const PROOFS: &str = "proofs.jsonl";
 const CHECKPOINT: &str = "checkpoint.json";
 const MANIFEST: &str = "manifest.json";
+/// The ledger entry kind of a package's seal.
+pub const SEAL_KIND: &str = "audit.package_sealed";
+
+/// The SHA-256 of the entries a package includes, one `SEQ LEAF_HASH\n` line each in seq
+/// order: what the seal commits to.
+fn entries_digest<'a>(entries: impl Iterator<Item = (u64, &'a str)>) -> String {
+    let mut h = Sha256::new();
+    for (seq, leaf) in entries {
+        h.update(format!("{seq} {leaf}\n").as_bytes());
+    }
+    hex::encode(h.finalize())
+}
 
 /// One line of `events.jsonl`: an entry's canonical bytes and their leaf hash.
 #[derive(Serialize, Deserialize)]
@@ -98,17 +117,105 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
     let reconciliation: Value = serde_json::from_slice(&written["reconciliation.json"])?;
     let changes = named_changes(&engagement, &reconciliation);
 
-    let store = store::open_existing(data, url)
+    // The records must exist (never create a ledger here), and the seal needs them writable.
+    drop(
+        store::open_existing(data, url)
+            .with_context(|| format!("cannot open the records in `{}`", data.display()))?,
+    );
+    let store = store::open(data, url)
         .with_context(|| format!("cannot open the records in `{}`", data.display()))?;
-    let checkpoint = store
+    let latest = store
         .latest_checkpoint()?
         .context("the ledger has no signed checkpoint to prove the events against")?;
+
+    // The entries the results rest on, as far as the latest checkpoint reaches.
+    let mut chosen: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
+    store.for_each_entry(0, &mut |e| {
+        if e.seq >= latest.size {
+            return false;
+        }
+        match serde_json::from_slice::<Head>(e.bytes) {
+            Ok(h) => {
+                let wanted = h.kind == "audit.manual_result"
+                    || h.kind == "audit.deficiency_update"
+                    || h.kind.starts_with("evidence.")
+                    || h.subject.is_some_and(|s| changes.contains(s.as_ref()));
+                if wanted {
+                    chosen.push((e.seq, e.bytes.to_vec()));
+                }
+                true
+            }
+            Err(err) => {
+                failure = Some(anyhow::anyhow!("entry {} cannot be read: {err}", e.seq));
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+
+    // The seal: what the package holds, recorded in the ledger itself.
+    let leaves: Vec<String> = chosen
+        .iter()
+        .map(|(_, bytes)| hex::encode(ledger::leaf_hash(bytes)))
+        .collect();
+    let digest = entries_digest(
+        chosen
+            .iter()
+            .zip(&leaves)
+            .map(|((seq, _), l)| (*seq, l.as_str())),
+    );
+    let results: BTreeMap<&str, String> = written
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), hex::encode(Sha256::digest(bytes))))
+        .collect();
+    let seal = store::Write {
+        target: store::Target::None,
+        entries: vec![store::NewEntry {
+            time: domain::action::format_instant(time::OffsetDateTime::now_utc()),
+            actor: "changegate-audit".into(),
+            roles: vec![],
+            kind: SEAL_KIND.into(),
+            subject: Some(format!("audit:package:{}", &digest[..16])),
+            payload: serde_json::json!({
+                "period": engagement["period"],
+                "seed": engagement["seed"],
+                "entries": chosen.len(),
+                "entries_sha256": digest,
+                "results": results,
+            }),
+        }],
+        columns: None,
+    };
+    let sealed = match store.apply(vec![seal]).pop() {
+        Some(Ok(w)) => w,
+        Some(Err(e)) => {
+            return Err(anyhow::Error::new(e).context(
+                "cannot seal the evidence package in the ledger (the audit records one entry: \
+                 the data directory must be writable)",
+            ))
+        }
+        None => anyhow::bail!("the store returned no result for the seal"),
+    };
+    let seal_seq = sealed
+        .seqs
+        .first()
+        .copied()
+        .context("the seal has no seq")?;
+    store.for_each_entry(seal_seq, &mut |e| {
+        chosen.push((e.seq, e.bytes.to_vec()));
+        false
+    })?;
+    let checkpoint = store
+        .checkpoint_at(sealed.checkpoint_size)?
+        .context("no signed checkpoint covers the seal")?;
     let key = store.verifying_key();
     checkpoint
         .verify(&key)
-        .context("the ledger's latest checkpoint does not verify: run `changegate verify`")?;
-    let leaves = store.leaf_hashes(checkpoint.size)?;
-    let tree = Tree::new(leaves);
+        .context("the ledger's checkpoint does not verify: run `changegate verify`")?;
+    let tree = Tree::new(store.leaf_hashes(checkpoint.size)?);
     if tree.root(0, tree.size()) != checkpoint.root {
         anyhow::bail!(
             "the ledger's leaves do not give the root of its checkpoint of size {}: run \
@@ -119,45 +226,22 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
 
     let mut events = String::new();
     let mut proofs = String::new();
-    let mut failure: Option<anyhow::Error> = None;
-    store.for_each_entry(0, &mut |e| {
-        if e.seq >= checkpoint.size {
-            return false;
-        }
-        let wanted = match serde_json::from_slice::<Head>(e.bytes) {
-            Ok(h) => {
-                h.kind == "audit.manual_result"
-                    || h.kind == "audit.deficiency_update"
-                    || h.kind.starts_with("evidence.")
-                    || h.subject.is_some_and(|s| changes.contains(s.as_ref()))
-            }
-            Err(err) => {
-                failure = Some(anyhow::anyhow!("entry {} cannot be read: {err}", e.seq));
-                return false;
-            }
-        };
-        if !wanted {
-            return true;
-        }
-        let leaf = ledger::leaf_hash(e.bytes);
+    for (seq, bytes) in &chosen {
+        let leaf = ledger::leaf_hash(bytes);
         let (Ok(canonical), Some(true)) = (
-            std::str::from_utf8(e.bytes),
-            tree.leaf(e.seq).map(|l| *l == leaf),
+            std::str::from_utf8(bytes),
+            tree.leaf(*seq).map(|l| *l == leaf),
         ) else {
-            failure = Some(anyhow::anyhow!(
-                "entry {} does not match the ledger's tree: run `changegate verify`",
-                e.seq
-            ));
-            return false;
+            anyhow::bail!("entry {seq} does not match the ledger's tree: run `changegate verify`");
         };
         let line = EventLine {
-            seq: e.seq,
+            seq: *seq,
             canonical: canonical.to_string(),
             leaf_hash: hex::encode(leaf),
         };
         let proof = ProofLine {
-            seq: e.seq,
-            proof: tree.proof(e.seq).iter().map(hex::encode).collect(),
+            seq: *seq,
+            proof: tree.proof(*seq).iter().map(hex::encode).collect(),
         };
         for (out, value) in [
             (&mut events, serde_json::to_string(&line)),
@@ -167,10 +251,6 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
             out.push_str(&value.unwrap_or_default());
             out.push('\n');
         }
-        true
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
     }
     written.insert(EVENTS.into(), events.into_bytes());
     written.insert(PROOFS.into(), proofs.into_bytes());
@@ -470,6 +550,7 @@ fn check_contents(
     }
     let mut seen = BTreeSet::new();
     let mut entries = Vec::new();
+    let mut leaves = Vec::new();
     for (n, line) in lines(&files[EVENTS]).enumerate() {
         let where_ = format!("`{EVENTS}` line {}", n + 1);
         let e: EventLine =
@@ -499,12 +580,14 @@ fn check_contents(
             ));
         }
         entries.push(entry);
+        leaves.push((e.seq, hex::encode(leaf)));
     }
     if let Some(seq) = proofs.keys().find(|s| !seen.contains(s)) {
         return Err(format!(
             "`{PROOFS}` proves event {seq}, which is missing from `{EVENTS}`"
         ));
     }
+    let seal = check_seal(&entries, &leaves)?;
 
     let changes = reperform(&entries)?;
     let engagement: Value = serde_json::from_slice(&files["engagement.json"])
@@ -518,12 +601,24 @@ fn check_contents(
         ));
     }
     let reperformed = reperform_results(files, &entries, &changes, &reconciliation, &engagement)?;
+    // Reperformance names what differs in a result file; the seal then rules out a result
+    // file that was swapped for one that also reperforms (another seed, other inputs).
+    for name in RESULT_FILES {
+        let digest = hex::encode(Sha256::digest(&files[name]));
+        if seal.payload["results"][name].as_str() != Some(digest.as_str()) {
+            return Err(format!(
+                "`{name}` is not the file the seal (event {}) recorded",
+                seal.seq
+            ));
+        }
+    }
     Ok(format!(
-        "package intact: {} files, {} events proven against checkpoint of size {} \
-         ({} changes rebuilt; {reperformed}; key {}, {})",
+        "package intact: {} files, {} events proven against checkpoint of size {}, sealed \
+         by event {} ({} changes rebuilt; {reperformed}; key {}, {})",
         files.len() + 1,
         entries.len(),
         checkpoint.size,
+        seal.seq,
         changes.len(),
         ledger::key_id(&key),
         if pinned.is_some() {
@@ -532,6 +627,49 @@ fn check_contents(
             "as the package includes it: pin it with --public-key"
         }
     ))
+}
+
+/// Checks the package's entries against its seal in the ledger: exactly one seal, after
+/// every other entry, naming exactly the other entries. Gives the seal.
+fn check_seal<'e>(
+    entries: &'e [ledger::Entry],
+    leaves: &[(u64, String)],
+) -> Result<&'e ledger::Entry, String> {
+    let seals: Vec<&ledger::Entry> = entries.iter().filter(|e| e.kind == SEAL_KIND).collect();
+    let seal = match seals.as_slice() {
+        [one] => *one,
+        [] => return Err(format!("`{EVENTS}` holds no seal (`{SEAL_KIND}` entry)")),
+        _ => return Err(format!("`{EVENTS}` holds {} seals", seals.len())),
+    };
+    let mut others: Vec<(u64, &str)> = leaves
+        .iter()
+        .filter(|(seq, _)| *seq != seal.seq)
+        .map(|(seq, leaf)| (*seq, leaf.as_str()))
+        .collect();
+    others.sort_unstable();
+    if others.last().is_some_and(|(seq, _)| *seq > seal.seq) {
+        return Err(format!(
+            "the package holds entries recorded after its seal (event {})",
+            seal.seq
+        ));
+    }
+    let payload = &seal.payload;
+    if payload["entries"].as_u64() != Some(others.len() as u64) {
+        return Err(format!(
+            "the seal (event {}) says the package holds {} entries; `{EVENTS}` holds {} \
+             besides it",
+            seal.seq,
+            payload["entries"],
+            others.len()
+        ));
+    }
+    if payload["entries_sha256"].as_str() != Some(entries_digest(others.into_iter()).as_str()) {
+        return Err(format!(
+            "the entries in `{EVENTS}` are not the ones the seal (event {}) lists",
+            seal.seq
+        ));
+    }
+    Ok(seal)
 }
 
 fn lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
