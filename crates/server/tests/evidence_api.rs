@@ -782,6 +782,78 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
     let naive = json!({"from": "2026-01-01 00:00:00", "to": fmt(app.now()), "seed": 1});
     let (status, _) = app.post("olivia", "/api/v1/audit/engagements", naive).await;
     assert_eq!(status, 422);
+
+    // The workbook, the OSCAL document, the report and every result, over HTTP.
+    let tailored = json!({"from": fmt(app.now() - Duration::days(30)),
+                          "to": fmt(app.now() + Duration::minutes(1)), "seed": 7,
+                          "controls": {"disabled": ["CM-18"]},
+                          "sampling": {"tolerable_rate": 0.1, "higher_risk": ["CM-16"]},
+                          "organization": "Acme Payments"});
+    let url = "/api/v1/audit/engagements?format=";
+    let (status, content_type, xlsx) = app
+        .post_bytes("olivia", &format!("{url}xlsx"), tailored.clone())
+        .await;
+    assert_eq!(status, 201);
+    assert!(content_type.contains("spreadsheetml"), "{content_type}");
+    assert_eq!(&xlsx[..2], b"PK", "a zip container");
+    let (status, content_type, oscal) = app
+        .post_bytes("olivia", &format!("{url}oscal"), tailored.clone())
+        .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (201, "application/oscal+json")
+    );
+    let oscal: Value = serde_json::from_slice(&oscal).unwrap();
+    assert_eq!(
+        oscal["assessment-results"]["metadata"]["oscal-version"],
+        "1.1.2"
+    );
+    let (status, _, html) = app
+        .post_bytes("olivia", &format!("{url}html"), tailored.clone())
+        .await;
+    assert_eq!(status, 201);
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("Acme Payments"));
+    let (status, _, all) = app
+        .post_bytes("olivia", &format!("{url}engagement"), tailored.clone())
+        .await;
+    assert_eq!(status, 201);
+    let all: Value = serde_json::from_slice(&all).unwrap();
+    // The tailoring leaves R16 uncovered; the firm's settings apply.
+    assert!(all["deficiencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["id"] == "R16:design"));
+    let cm16 = all["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["control"] == "CM-16")
+        .unwrap();
+    assert_eq!(cm16["tolerable_rate"], 0.1);
+
+    let before = app.ledger_size();
+    let mut bad_tailoring = tailored.clone();
+    bad_tailoring["controls"] = json!({"disabled": ["CM-99"]});
+    let mut bad_sampling = tailored.clone();
+    bad_sampling["sampling"] = json!({"tolerable_rate": 2});
+    let mut unknown_setting = tailored.clone();
+    unknown_setting["sampling"] = json!({"sample_all": true});
+    for (path, body, code) in [
+        (format!("{url}pdf"), tailored.clone(), "invalid_query"),
+        (format!("{url}xlsx"), bad_tailoring, "invalid_tailoring"),
+        (format!("{url}xlsx"), bad_sampling, "invalid_sampling"),
+        (format!("{url}xlsx"), unknown_setting, "invalid_request"),
+    ] {
+        let (status, v) = app.post("olivia", &path, body).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (422, Some(code)),
+            "{v}"
+        );
+    }
+    assert_eq!(app.ledger_size(), before, "a refused run is not recorded");
 }
 
 async fn deficiencies_are_assessed_answered_and_retested(app: TestApp) {

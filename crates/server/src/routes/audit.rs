@@ -364,15 +364,37 @@ pub struct EngagementRequest {
     /// Last day (through its last second, UTC) or instant of the period.
     pub to: String,
     pub seed: u64,
+    /// The organization's tailoring of the catalog, as the `--controls` file holds it
+    /// (`disabled`, `changed`, `added`, `added_risks`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub controls: Option<audit::catalog::Tailoring>,
+    /// The firm's sampling settings, as the `--sampling` file holds them.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub sampling: Option<audit::sampling::Sampling>,
+    /// The organization the OSCAL document and the report name.
+    #[serde(default)]
+    pub organization: Option<String>,
 }
 
-/// Runs an engagement over the server's ledger, as `changegate audit --data` does with the
-/// shipped catalog and sampling rules, judged as of now. The run is recorded in the ledger
-/// (period, seed and the digest of its summary), so that what an auditor was shown can be
-/// told apart from a rerun.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EngagementQuery {
+    /// `json` (the default: summary, samples and deficiencies), `xlsx` (the workbook),
+    /// `oscal` (OSCAL assessment results), `html` (the report) or `engagement` (every
+    /// result with its evidence, as `engagement.json`).
+    pub format: Option<String>,
+}
+
+/// Runs an engagement over the server's ledger, as `changegate audit --data` does, judged
+/// as of now, and answers with the format asked for. The run is recorded in the ledger
+/// (period, seed, format and the digests of its summary and of the answer), so that what
+/// an auditor was shown can be told apart from a rerun.
 #[utoipa::path(
-    post, path = "/api/v1/audit/engagements", tag = "audit",
-    request_body(content = Object, description = "from, to (days or RFC 3339 instants), seed"),
+    post, path = "/api/v1/audit/engagements", tag = "audit", params(EngagementQuery),
+    request_body(content = Object, description = "from, to (days or RFC 3339 instants), seed; optional controls (tailoring), sampling (the firm's settings), organization"),
     responses((status = 201, body = Object), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 401, body = ErrorBody)),
@@ -381,8 +403,10 @@ pub struct EngagementRequest {
 pub async fn engage(
     State(state): State<AppState>,
     Authenticated(user): Authenticated,
+    query: Result<Query<EngagementQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     if !user.roles.iter().any(|r| r == "auditor") {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -393,6 +417,20 @@ pub async fn engage(
             ),
         ));
     }
+    let Query(q) = query.map_err(|e| ApiError::unprocessable("invalid_query", e.body_text()))?;
+    let format = q.format.unwrap_or_else(|| "json".into());
+    let content_type = match format.as_str() {
+        "json" | "engagement" => "application/json",
+        "oscal" => "application/oscal+json",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "html" => "text/html; charset=utf-8",
+        other => {
+            return Err(ApiError::unprocessable(
+                "invalid_query",
+                format!("`format` must be json, engagement, xlsx, oscal or html, not `{other}`"),
+            ))
+        }
+    };
     let req: EngagementRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
     let from = audit::engagement::period_bound("`from`", &req.from, false)
         .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
@@ -404,14 +442,35 @@ pub async fn engage(
             "`to` is before `from`",
         ));
     }
+    let catalog = match &req.controls {
+        None => audit::catalog::Catalog::default(),
+        Some(t) => audit::catalog::Catalog::default()
+            .tailored(t)
+            .map_err(|e| ApiError::unprocessable("invalid_tailoring", e.to_string()))?,
+    };
+    let sampling = req.sampling.clone().unwrap_or_default();
+    sampling
+        .validate(|id| catalog.control(id).map(|c| c.frequency))
+        .map_err(|e| ApiError::unprocessable("invalid_sampling", e.to_string()))?;
+    let organization = req
+        .organization
+        .clone()
+        .unwrap_or_else(|| "The service organization".into());
+    if organization.trim().is_empty() || organization.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "`organization` must be non-empty text on one line",
+        ));
+    }
     let now = state.clock.now();
     let st = state.clone();
     let period = (
         domain::action::format_instant(from),
         domain::action::format_instant(to),
     );
-    let period2 = period.clone();
-    let result = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, ApiError> {
+    let plan_period = period.clone();
+    let seed = req.seed;
+    let (e, catalog) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let store = st.service.store.clone();
         let rules = &st.evidence.settings.rules;
         let users: std::collections::BTreeMap<String, audit::UserFacts> = store
@@ -431,7 +490,8 @@ pub async fn engage(
             .collect();
         let in_period =
             |t: &str| domain::action::parse_instant("time", t).is_ok_and(|t| t >= from && t <= to);
-        st.evidence
+        let e = st
+            .evidence
             .projection
             .read(store.as_ref(), |s| {
                 let mut events = s.production_events(rules);
@@ -456,51 +516,69 @@ pub async fn engage(
                     .values()
                     .filter(|c| c.deployment.as_ref().is_some_and(|d| in_period(&d.at)))
                     .collect();
+                let by_now =
+                    |t: &str| domain::action::parse_instant("time", t).is_ok_and(|t| t <= now);
                 let manual: Vec<audit::engagement::ManualResult> = s
                     .manual_results
                     .iter()
-                    .filter(|m| {
-                        domain::action::parse_instant("performed_at", &m.performed_at)
-                            .is_ok_and(|t| t <= now)
-                    })
+                    .filter(|m| by_now(&m.performed_at))
                     .cloned()
                     .collect();
                 let updates: Vec<audit::deficiency::DeficiencyUpdate> = s
                     .deficiency_updates
                     .iter()
-                    .filter(|u| {
-                        domain::action::parse_instant("recorded_at", &u.recorded_at)
-                            .is_ok_and(|t| t <= now)
-                    })
+                    .filter(|u| by_now(&u.recorded_at))
                     .cloned()
                     .collect();
-                let catalog = audit::catalog::Catalog::default();
-                let sampling = audit::sampling::Sampling::default();
                 let plan = audit::engagement::Plan {
-                    period: period2,
-                    seed: req.seed,
+                    period: plan_period,
+                    seed,
                     catalog: &catalog,
                     sampling: &sampling,
                     as_of: domain::action::format_instant(now),
                     sources: vec!["the server's ledger".into()],
                 };
                 audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
-                    .map(|e| {
-                        serde_json::json!({
-                            "summary": audit::engagement::summary(&e),
-                            "samples_csv": audit::engagement::samples_csv(&e),
-                            "deficiencies": e.deficiencies,
-                        })
-                    })
                     .map_err(|e| ApiError::unprocessable("sampling_failed", e.to_string()))
             })
-            .map_err(ServiceError::from)?
+            .map_err(ServiceError::from)??;
+        Ok((e, catalog))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
+
+    let summary = audit::engagement::summary(&e);
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-        result["summary"].to_string().as_bytes(),
+        summary.to_string().as_bytes(),
     ));
+    let title = format!("Change management controls of {organization}");
+    let body: Vec<u8> = match format.as_str() {
+        "json" => Vec::new(),
+        "engagement" => serde_json::to_vec(&e).map_err(|e| ApiError::internal(e.to_string()))?,
+        "xlsx" => audit::workbook::workbook(&e, &catalog)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        "oscal" => {
+            let doc = audit::oscal::assessment_results(
+                &e,
+                &catalog,
+                &audit::oscal::OscalMeta {
+                    title: format!(
+                        "Change management controls, {} to {}",
+                        e.period.0, e.period.1
+                    ),
+                    version: format!("seed-{}", e.seed),
+                    generated: now,
+                    organization: organization.clone(),
+                    namespace: format!("changegate:{organization}"),
+                },
+            )
+            .map_err(|e| ApiError::unprocessable("oscal_failed", e.to_string()))?;
+            serde_json::to_vec(&doc).map_err(|e| ApiError::internal(e.to_string()))?
+        }
+        _ => audit::report::html(&e, &catalog, &title).into_bytes(),
+    };
+    let answer_digest =
+        (!body.is_empty()).then(|| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)));
     let write = Write {
         target: Target::None,
         entries: vec![NewEntry {
@@ -508,18 +586,43 @@ pub async fn engage(
             actor: user.name.clone(),
             roles: user.roles.clone(),
             kind: "audit.engagement_run".into(),
-            subject: Some(format!("audit:engagement:{}", req.seed)),
+            subject: Some(format!("audit:engagement:{seed}")),
             payload: serde_json::json!({
                 "period": {"from": period.0, "to": period.1},
-                "seed": req.seed,
+                "seed": seed,
+                "format": format,
                 "summary_sha256": digest,
+                "answer_sha256": answer_digest,
             }),
         }],
         columns: None,
     };
     let written = state.service.submit(write).await?;
-    let mut answer = result;
-    answer["seq"] = serde_json::json!(written.seqs.first().copied().unwrap_or_default());
-    answer["summary_sha256"] = serde_json::json!(digest);
-    Ok((StatusCode::CREATED, Json(answer)))
+    let seq = written.seqs.first().copied().unwrap_or_default();
+    if format == "json" {
+        let answer = serde_json::json!({
+            "summary": summary,
+            "samples_csv": audit::engagement::samples_csv(&e),
+            "deficiencies": e.deficiencies,
+            "seq": seq,
+            "summary_sha256": digest,
+        });
+        return Ok((StatusCode::CREATED, Json(answer)).into_response());
+    }
+    Ok((
+        StatusCode::CREATED,
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
+            (
+                axum::http::HeaderName::from_static("x-changegate-ledger-seq"),
+                seq.to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-changegate-summary-sha256"),
+                digest,
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -171,6 +171,28 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs JSON and gives the status, the content type and the raw answer.
+    #[allow(dead_code)]
+    pub async fn post_bytes(&self, who: &str, path: &str, body: Value) -> (u16, String, Vec<u8>) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.tokens[who])
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (status, content_type, r.bytes().await.unwrap().to_vec())
+    }
+
     pub async fn get(&self, who: &str, path: &str) -> (u16, Value) {
         let r = self
             .client
