@@ -13,6 +13,7 @@ crate::on_each_backend! {
     fn importing_bpic_twice_adds_nothing_the_second_time;
     fn rejected_rows_exit_1_and_the_others_are_imported;
     fn a_generic_csv_imports_through_its_mapping;
+    fn a_later_export_records_the_changes_that_changed;
     fn a_file_that_cannot_be_read_exits_2_and_records_nothing;
 }
 
@@ -30,9 +31,12 @@ fn has_line(out: &std::process::Output, line: &str) -> bool {
     lines(out).iter().any(|l| l == line)
 }
 
-/// The ledger entry recorded under a subject, decoded.
+/// The latest version recorded of an imported change (`imported:FORMAT:ID`), decoded.
 fn entry(env: &DataEnv, subject: &str) -> Value {
-    let sql = format!("SELECT bytes FROM ledger_entries WHERE subject = '{subject}'");
+    let sql = format!(
+        "SELECT bytes FROM ledger_entries WHERE subject LIKE '{subject}@%' \
+         ORDER BY seq DESC LIMIT 1"
+    );
     let bytes: Vec<u8> = match &env.pg {
         None => rusqlite::Connection::open(env.data.join("changegate.db"))
             .expect("open sqlite")
@@ -195,6 +199,88 @@ fn a_generic_csv_imports_through_its_mapping(backend: Backend) {
         "normal"
     );
     env.assert_verifies();
+}
+
+fn a_later_export_records_the_changes_that_changed(backend: Backend) {
+    let env = DataEnv::new(backend);
+    let csv = env.scratch().join("export.csv");
+    let export = |rows: &str| {
+        std::fs::write(
+            &csv,
+            format!("number,short_description,opened_at,work_start\n{rows}"),
+        )
+        .expect("write the export");
+    };
+    export(
+        "CHG1,Patch,2024-01-01 10:00:00,\n\
+         CHG2,Upgrade,2024-01-02 10:00:00,2024-01-03 10:00:00\n",
+    );
+    let first = import(&env, &csv, "servicenow", None);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert!(
+        has_line(&first, "changes imported: 2"),
+        "{:?}",
+        lines(&first)
+    );
+    assert!(entry(&env, "imported:servicenow:CHG1")["payload"]["record"]["actual_start"].is_null());
+
+    // A month later CHG1 was implemented; CHG2 moved down a line but did not change; CHG3
+    // is new.
+    export(
+        "CHG3,New,2024-02-01 10:00:00,\n\
+         CHG2,Upgrade,2024-01-02 10:00:00,2024-01-03 10:00:00\n\
+         CHG1,Patch,2024-01-01 10:00:00,2024-01-05 09:00:00\n",
+    );
+    let second = import(&env, &csv, "servicenow", None);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    for line in [
+        "changes imported: 1",
+        "changes updated (a newer version recorded): 1",
+        "changes already present: 1",
+    ] {
+        assert!(
+            has_line(&second, line),
+            "no `{line}` in {:?}",
+            lines(&second)
+        );
+    }
+    assert_eq!(
+        entry(&env, "imported:servicenow:CHG1")["payload"]["record"]["actual_start"],
+        "2024-01-05T09:00:00Z"
+    );
+    assert!(env.verify_summary().starts_with("ledger intact: 4 events"));
+
+    // The audit tests the latest version: CHG1 is implemented now.
+    let out = env.scratch().join("audit");
+    let o = env.cli(&[
+        "audit",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-12-31",
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let imported: Value =
+        serde_json::from_slice(&std::fs::read(out.join("imported-changes.json")).unwrap()).unwrap();
+    assert_eq!(imported["population"], 3);
+    let chg1 = imported["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "CHG1")
+        .unwrap();
+    assert!(
+        !chg1["exceptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "not_implemented"),
+        "{chg1}"
+    );
 }
 
 fn a_file_that_cannot_be_read_exits_2_and_records_nothing(backend: Backend) {

@@ -50,8 +50,11 @@ pub struct State {
     pub manual_results: Vec<audit::engagement::ManualResult>,
     /// What was recorded about deficiencies, in ledger order.
     pub deficiency_updates: Vec<audit::deficiency::DeficiencyUpdate>,
-    /// Change records imported from other tools, in ledger order.
+    /// Change records imported from other tools, each at its latest version, in the order
+    /// first imported.
     pub imported: Vec<evidence::records::ImportedChange>,
+    /// Where each imported change (format, source id) is in `imported`.
+    imported_at: HashMap<(evidence::records::Format, String), usize>,
     /// Artifact (lower case) → changes that name it in a deployment approval or an
     /// implementation.
     pub artifacts: HashMap<String, Vec<String>>,
@@ -513,7 +516,15 @@ fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {
             .ok_or("an imported change record without its record")?;
         let record: evidence::records::ImportedChange =
             serde_json::from_value(record.clone()).map_err(|e| e.to_string())?;
-        state.imported.push(record);
+        // A later export's version of a change replaces the earlier one.
+        let key = (record.format, record.source_id.clone());
+        match state.imported_at.get(&key) {
+            Some(&i) => state.imported[i] = record,
+            None => {
+                state.imported_at.insert(key, state.imported.len());
+                state.imported.push(record);
+            }
+        }
         return Ok(());
     }
     if let Some(value) = entry.payload.get("evidence") {

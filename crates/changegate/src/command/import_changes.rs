@@ -3,10 +3,12 @@
 //! (`audit::imported`).
 //!
 //! Each change becomes one ledger entry of kind `evidence.change_record`, written once only
-//! under the subject `imported:<format>:<source id>`: importing the same file again, or a
-//! later export that repeats a change, adds nothing for the changes already recorded (a
-//! newer export's values for them are not recorded either). Nothing is written when the
-//! file or the mapping cannot be read; single bad rows are rejected, reported and skipped.
+//! under the subject `imported:<format>:<source id>@<digest>`, the digest being the first
+//! 16 hex digits of the SHA-256 of the record as read (without its line numbers):
+//! importing the same file again, or a later export that repeats a change unchanged, adds
+//! nothing; a later export in which a change differs records its newer version, which
+//! audits use from then on. Nothing is written when the file or the mapping cannot be read;
+//! single bad rows are rejected, reported and skipped.
 //!
 //! Exit status: 0 when every row was imported or already present, 1 when a row was
 //! rejected, 2 when nothing could be read.
@@ -77,9 +79,22 @@ pub fn run(args: ChangesArgs) -> anyhow::Result<ExitCode> {
         digest: &digest,
         zone: &report.zone,
     };
-    let (added, present) = record(store.as_ref(), &source, imported.changes)?;
-    println!("changes imported: {added}");
-    println!("changes already present: {present}");
+    let known: std::collections::HashSet<String> = server::projection::Projection::default()
+        .read(store.as_ref(), |s| {
+            s.imported
+                .iter()
+                .filter(|r| r.format == format)
+                .map(|r| r.source_id.clone())
+                .collect()
+        })
+        .context("cannot read the changes imported before")?;
+    let counts = record(store.as_ref(), &source, imported.changes, &known)?;
+    println!("changes imported: {}", counts.added);
+    println!(
+        "changes updated (a newer version recorded): {}",
+        counts.updated
+    );
+    println!("changes already present: {}", counts.present);
 
     println!("rejected rows: {}", report.rejected.len());
     for r in report.rejected.iter().take(SHOWN) {
@@ -110,35 +125,60 @@ struct Source<'a> {
     zone: &'a str,
 }
 
-/// Writes the changes, once each, in batches; returns how many were added and how many
-/// were already recorded.
+/// What an import recorded.
+#[derive(Default)]
+struct Counts {
+    /// Changes not imported before.
+    added: u64,
+    /// Changes imported before whose record differs: a newer version was recorded.
+    updated: u64,
+    /// Changes imported before exactly as they are.
+    present: u64,
+}
+
+/// Writes the changes, once each version, in batches. `known` holds the source ids of the
+/// changes of this format imported before.
 fn record(
     store: &dyn store::Store,
     source: &Source<'_>,
     changes: Vec<ImportedChange>,
-) -> anyhow::Result<(u64, u64)> {
+    known: &std::collections::HashSet<String>,
+) -> anyhow::Result<Counts> {
     let now = crate::command::now_text();
-    let (mut added, mut present) = (0, 0);
+    let mut counts = Counts::default();
     let mut changes = changes.into_iter().peekable();
     while changes.peek().is_some() {
-        let writes: Vec<Write> = changes
-            .by_ref()
-            .take(BATCH)
+        let batch: Vec<ImportedChange> = changes.by_ref().take(BATCH).collect();
+        let seen: Vec<bool> = batch.iter().map(|c| known.contains(&c.source_id)).collect();
+        let writes: Vec<Write> = batch
+            .into_iter()
             .map(|change| entry(source, &now, change))
             .collect::<anyhow::Result<_>>()?;
-        for result in store.apply(writes) {
+        for (result, seen) in store.apply(writes).into_iter().zip(seen) {
             match result {
-                Ok(_) => added += 1,
-                Err(StoreError::Duplicate { .. }) => present += 1,
+                Ok(_) if seen => counts.updated += 1,
+                Ok(_) => counts.added += 1,
+                Err(StoreError::Duplicate { .. }) => counts.present += 1,
                 Err(e) => return Err(e).context("cannot record the imported changes"),
             }
         }
     }
-    Ok((added, present))
+    Ok(counts)
 }
 
 fn entry(source: &Source<'_>, now: &str, change: ImportedChange) -> anyhow::Result<Write> {
-    let subject = format!("imported:{}:{}", source.format, change.source_id);
+    // The record as read, without the lines it was read from (a later export moves them).
+    let content = ImportedChange {
+        rows: Vec::new(),
+        ..change.clone()
+    };
+    let digest = hex::encode(Sha256::digest(serde_json::to_vec(&content)?));
+    let subject = format!(
+        "imported:{}:{}@{}",
+        source.format,
+        change.source_id,
+        &digest[..16]
+    );
     let payload = serde_json::json!({
         "source": {
             "format": source.format,
