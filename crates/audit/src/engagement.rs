@@ -1030,10 +1030,10 @@ struct Drawing {
 impl Sampled<'_, '_> {
     /// Draws `n` of `items` (indices into the population) under the draw key `key` and
     /// tests them.
-    fn draw(
+    fn draw<S: AsRef<str>>(
         &self,
         key: &str,
-        items: &[&str],
+        items: &[S],
         index: &dyn Fn(usize) -> usize,
         population: &Population<'_>,
     ) -> Result<Drawing, SamplingError> {
@@ -1055,7 +1055,7 @@ impl Sampled<'_, '_> {
             }
             results.extend(r);
             sample.push(Drawn {
-                item: items[i].to_string(),
+                item: items[i].as_ref().to_string(),
                 rank: hex::encode(rank),
             });
         }
@@ -1081,16 +1081,16 @@ impl Sampled<'_, '_> {
         remediated: Option<OffsetDateTime>,
     ) -> Result<(ControlTest, Option<Retest>), SamplingError> {
         let control = self.control;
-        let all: Vec<&str> = population.items.iter().map(String::as_str).collect();
-        let hash = population_hash(all.iter().copied());
-        let d = self.draw(&control.id, &all, &|i| i, &population)?;
+        let all = &population.items;
+        let hash = population_hash(all.iter().map(String::as_str));
+        let d = self.draw(&control.id, all, &|i| i, &population)?;
         let conclusion = retest_conclusion(d.sample.len(), d.deviation_rate, self.tolerable);
         let retest = match remediated {
             Some(at) if conclusion == Conclusion::Deficient => {
                 let after: Vec<usize> = (0..all.len())
                     .filter(|&i| (population.time_of)(i).is_some_and(|t| t >= at))
                     .collect();
-                let items: Vec<&str> = after.iter().map(|&i| all[i]).collect();
+                let items: Vec<&str> = after.iter().map(|&i| all[i].as_str()).collect();
                 let hash = population_hash(items.iter().copied());
                 let key = format!("{}/retest", control.id);
                 let r = self.draw(&key, &items, &|i| after[i], &population)?;
@@ -1112,7 +1112,6 @@ impl Sampled<'_, '_> {
             }
             _ => None,
         };
-        drop(all);
         let Population {
             items,
             exceptions_by_code,
