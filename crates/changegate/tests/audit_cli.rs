@@ -127,6 +127,11 @@ fn an_engagement_over_a_git_history_is_reproducible_from_its_seed() {
     assert_eq!(cm16["sample"], 25, "per change, lower risk: 25 of 40");
     assert_eq!(cm16["exceptions_by_code"]["no_change_record"], 40);
 
+    // The CSV files are for spreadsheets: a byte order mark, then the header.
+    let samples = read(&first.join("samples.csv"));
+    assert!(samples.starts_with("\u{feff}control,item,population,seed,rank\n"));
+    assert!(read(&first.join("risk-control-matrix.csv")).starts_with("\u{feff}risk,"));
+
     // The same seed draws the same samples; another seed other ones.
     let again = tmp.path().join("again");
     assert!(audit(&repo, &again, "42").status.success());

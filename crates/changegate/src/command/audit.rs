@@ -407,7 +407,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &staging.join("reconciliation.json"),
             &serde_json::json!({"warnings": warnings, "report": report}),
         )?;
-        write_text(&staging.join("samples.csv"), engagement::samples_csv(&e))?;
+        write_text(
+            &staging.join("samples.csv"),
+            format!("{}{}", engagement::CSV_BOM, engagement::samples_csv(&e)),
+        )?;
         write_text(
             &staging.join("risk-control-matrix.csv"),
             matrix_csv(&catalog),
@@ -616,7 +619,8 @@ fn write_text(path: &Path, text: impl AsRef<[u8]>) -> anyhow::Result<()> {
 }
 
 fn matrix_csv(catalog: &Catalog) -> String {
-    let mut out = String::from("risk,description,controls,disabled_controls,design_deficiency\n");
+    let mut out = String::from(engagement::CSV_BOM);
+    out.push_str("risk,description,controls,disabled_controls,design_deficiency\n");
     for row in catalog.matrix() {
         out.push_str(&format!(
             "{},{},{},{},{}\n",

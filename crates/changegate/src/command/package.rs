@@ -789,7 +789,12 @@ fn reperform_results(
     };
     let e = audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
         .map_err(|e| format!("the engagement cannot be computed again: {e}"))?;
-    if audit::engagement::samples_csv(&e).as_bytes() != files["samples.csv"].as_slice() {
+    let samples = format!(
+        "{}{}",
+        audit::engagement::CSV_BOM,
+        audit::engagement::samples_csv(&e)
+    );
+    if samples.as_bytes() != files["samples.csv"].as_slice() {
         return Err("the samples drawn again from the seed differ from `samples.csv`".into());
     }
     let again = serde_json::to_value(&e).map_err(|e| e.to_string())?;

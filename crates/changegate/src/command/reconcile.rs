@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use audit::engagement::csv_field;
 use audit::{CarriedCommit, CommitEvent, Inputs, ProductionEvent, Report, UserFacts, Verdict};
 use evidence::git::{EarlyStop, GitCommit, Range};
 use serde::Serialize;
@@ -327,7 +328,7 @@ fn write_csv(path: &std::path::Path, report: &Report) -> anyhow::Result<()> {
     let file = std::fs::File::create(path)
         .with_context(|| format!("cannot create `{}`", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
-    let mut out = String::from("\u{feff}");
+    let mut out = String::from(audit::engagement::CSV_BOM);
     out.push_str(
         "commit,change,verdict,exceptions,source,at,author,pull_request,linked_by,subject\n",
     );
@@ -349,26 +350,13 @@ fn write_csv(path: &std::path::Path, report: &Report) -> anyhow::Result<()> {
             e.linked_by.clone().unwrap_or_default(),
             e.subject.clone(),
         ];
-        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        let line: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
         out.push_str(&line.join(","));
         out.push('\n');
     }
     w.write_all(out.as_bytes())
         .and_then(|_| w.flush())
         .with_context(|| format!("cannot write `{}`", path.display()))
-}
-
-fn csv_cell(text: &str) -> String {
-    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r', '\n']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
 }
 
 #[cfg(test)]
@@ -396,17 +384,5 @@ mod tests {
             err.contains("--since") && err.contains("07/01/2026"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn csv_cells_are_guarded_and_quoted() {
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_cell("\t=1+1"), "'\t=1+1");
-        assert_eq!(csv_cell("-rollback db index"), "'-rollback db index");
-        assert_eq!(
-            csv_cell("Änderung – Übernahme Лог"),
-            "Änderung – Übernahme Лог"
-        );
-        assert_eq!(csv_cell("a, b"), "\"a, b\"");
     }
 }
