@@ -141,6 +141,10 @@ pub struct Retest {
     pub population: PopulationRecord,
     pub sample_size: SampleSize,
     pub sample: Vec<Drawn>,
+    /// Items the first sample found failing at or after the remediation, tested with the
+    /// retest whatever it draws.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_deviations: Vec<String>,
     pub results: Vec<TestResult>,
     pub exceptions: u64,
     pub deviation_rate: f64,
@@ -273,7 +277,6 @@ pub fn status(
     kind: DeficiencyKind,
     folded: Option<&Folded>,
     retest: Option<&Retest>,
-    tolerable: f64,
     as_of: Option<OffsetDateTime>,
 ) -> Status {
     let Some(f) = folded else {
@@ -290,11 +293,11 @@ pub fn status(
             _ => Status::Open,
         };
     }
-    match (kind, retest) {
+    match (kind, retest.map(|r| r.conclusion)) {
         (DeficiencyKind::Design, _) | (_, None) => Status::AwaitingRetest,
-        (_, Some(r)) if r.sample.is_empty() => Status::AwaitingRetest,
-        (_, Some(r)) if r.deviation_rate > tolerable => Status::RemediationFailed,
-        (_, Some(_)) => Status::Remediated,
+        (_, Some(Conclusion::Effective)) => Status::Remediated,
+        (_, Some(Conclusion::Deficient)) => Status::RemediationFailed,
+        (_, Some(_)) => Status::AwaitingRetest,
     }
 }
 
@@ -365,24 +368,18 @@ mod tests {
     fn status_follows_the_workflow() {
         let now = domain::action::parse_instant("now", "2026-12-15T00:00:00Z").ok();
         let k = DeficiencyKind::OperatingEffectiveness;
-        assert_eq!(status(k, None, None, 0.05, now), Status::Open);
+        assert_eq!(status(k, None, None, now), Status::Open);
         let mut f = Folded {
             management_response: Some("we will".into()),
             ..Folded::default()
         };
-        assert_eq!(
-            status(k, Some(&f), None, 0.05, now),
-            Status::RemediationPlanned
-        );
+        assert_eq!(status(k, Some(&f), None, now), Status::RemediationPlanned);
         f.remediation_due = Some("2026-12-01T00:00:00Z".into());
-        assert_eq!(
-            status(k, Some(&f), None, 0.05, now),
-            Status::RemediationOverdue
-        );
+        assert_eq!(status(k, Some(&f), None, now), Status::RemediationOverdue);
         f.remediated_at = Some("2026-11-20T00:00:00Z".into());
-        assert_eq!(status(k, Some(&f), None, 0.05, now), Status::AwaitingRetest);
+        assert_eq!(status(k, Some(&f), None, now), Status::AwaitingRetest);
         assert_eq!(
-            status(DeficiencyKind::Design, Some(&f), None, 0.05, now),
+            status(DeficiencyKind::Design, Some(&f), None, now),
             Status::AwaitingRetest
         );
     }

@@ -258,11 +258,10 @@ pub fn run(
                  subject: &str,
                  description: String,
                  items: Vec<String>,
-                 retest: Option<Retest>,
-                 tolerable: f64| {
+                 retest: Option<Retest>| {
         let id = crate::deficiency::deficiency_id(kind, subject);
         let f = folded.get(&id);
-        let status = crate::deficiency::status(kind, f, retest.as_ref(), tolerable, as_of);
+        let status = crate::deficiency::status(kind, f, retest.as_ref(), as_of);
         let f = f.cloned().unwrap_or_default();
         Deficiency {
             id,
@@ -292,7 +291,6 @@ pub fn run(
                 format!("{} {}", d.description, d.reason),
                 Vec::new(),
                 None,
-                plan.sampling.tolerable_rate,
             )
         })
         .collect();
@@ -321,7 +319,6 @@ pub fn run(
                 description,
                 items,
                 retests.remove(&t.control),
-                t.tolerable_rate,
             ));
         }
     }
@@ -504,6 +501,8 @@ struct Sampled<'p, 'a> {
 /// A drawn sample with its results.
 struct Drawing {
     size: SampleSize,
+    /// The drawn items' indices in the population.
+    indices: Vec<usize>,
     sample: Vec<Drawn>,
     results: Vec<TestResult>,
     exceptions: u64,
@@ -531,7 +530,9 @@ impl Sampled<'_, '_> {
         let mut results = Vec::new();
         let mut exceptions = 0;
         let mut sample = Vec::with_capacity(drawn.len());
+        let mut indices = Vec::with_capacity(drawn.len());
         for (i, rank) in drawn {
+            indices.push(index(i));
             let r = (population.results_of)(index(i));
             if r.iter().any(|x| x.result == AttributeResult::Fail) {
                 exceptions += 1;
@@ -549,11 +550,51 @@ impl Sampled<'_, '_> {
         };
         Ok(Drawing {
             size,
+            indices,
             sample,
             results,
             exceptions,
             deviation_rate,
         })
+    }
+
+    /// What `exceptions` among `tested` items of a sample of this size say of the control:
+    /// by an attribute plan, more deviations than the plan allows (unless the whole
+    /// population was tested, whose rate is exact); otherwise a deviation rate above the
+    /// tolerable one.
+    fn judge(&self, size: &SampleSize, tested: usize, exceptions: u64) -> Conclusion {
+        if tested == 0 {
+            return Conclusion::NotTested;
+        }
+        let plan = self.plan.sampling.attribute_sampling.get(&self.control.id);
+        let deficient = match plan {
+            Some(plan) if !size.whole_population => {
+                exceptions > crate::sampling::allowed_deviations(size.size, plan.expected)
+            }
+            _ => exceptions as f64 / tested as f64 > self.tolerable,
+        };
+        if deficient {
+            Conclusion::Deficient
+        } else {
+            Conclusion::Effective
+        }
+    }
+
+    /// A retest shows whether the remediation worked: any deviation after it fails it,
+    /// unless an attribute plan expects some.
+    fn judge_retest(&self, size: &SampleSize, tested: usize, exceptions: u64) -> Conclusion {
+        if tested == 0 {
+            return Conclusion::NotTested;
+        }
+        let allowed = match self.plan.sampling.attribute_sampling.get(&self.control.id) {
+            Some(plan) => crate::sampling::allowed_deviations(size.size, plan.expected),
+            None => 0,
+        };
+        if exceptions > allowed {
+            Conclusion::Deficient
+        } else {
+            Conclusion::Effective
+        }
     }
 
     /// Samples the population and concludes on the sample; when the control is deficient
@@ -567,7 +608,7 @@ impl Sampled<'_, '_> {
         let all = &population.items;
         let hash = population_hash(all.iter().map(String::as_str));
         let d = self.draw(&control.id, all, &|i| i, &population)?;
-        let conclusion = retest_conclusion(d.sample.len(), d.deviation_rate, self.tolerable);
+        let conclusion = self.judge(&d.size, d.sample.len(), d.exceptions);
         let retest = match remediated {
             Some(at) if conclusion == Conclusion::Deficient => {
                 let after: Vec<usize> = (0..all.len())
@@ -576,7 +617,28 @@ impl Sampled<'_, '_> {
                 let items: Vec<&str> = after.iter().map(|&i| all[i].as_str()).collect();
                 let hash = population_hash(items.iter().copied());
                 let key = format!("{}/retest", control.id);
-                let r = self.draw(&key, &items, &|i| after[i], &population)?;
+                let mut r = self.draw(&key, &items, &|i| after[i], &population)?;
+                // Items the first sample found failing at or after the remediation are
+                // deviations after it whatever the retest draws: they are tested with it.
+                let mut known = Vec::new();
+                for &i in &d.indices {
+                    let failed = d
+                        .results
+                        .iter()
+                        .any(|x| x.item == all[i] && x.result == AttributeResult::Fail);
+                    let after = (population.time_of)(i).is_some_and(|t| t >= at);
+                    if failed && after && !r.indices.contains(&i) {
+                        known.push(all[i].clone());
+                        r.results.extend((population.results_of)(i));
+                        r.exceptions += 1;
+                    }
+                }
+                let tested = r.sample.len() + known.len();
+                let deviation_rate = if tested == 0 {
+                    0.0
+                } else {
+                    r.exceptions as f64 / tested as f64
+                };
                 Some(Retest {
                     from: domain::action::format_instant(at),
                     population: PopulationRecord {
@@ -585,12 +647,13 @@ impl Sampled<'_, '_> {
                         sources: self.plan.sources.clone(),
                         items: items.iter().map(|s| s.to_string()).collect(),
                     },
+                    conclusion: self.judge_retest(&r.size, tested, r.exceptions),
                     sample_size: r.size,
-                    conclusion: retest_conclusion(r.sample.len(), r.deviation_rate, self.tolerable),
                     sample: r.sample,
+                    known_deviations: known,
                     results: r.results,
                     exceptions: r.exceptions,
-                    deviation_rate: r.deviation_rate,
+                    deviation_rate,
                 })
             }
             _ => None,

@@ -509,6 +509,35 @@ fn a_remediated_control_is_retested_on_what_happened_after_the_remediation() {
     assert!(d.retest.as_ref().unwrap().exceptions > 0);
     assert_eq!(d.status, Status::RemediationFailed);
 
+    // A remediation claimed before failures the first sample found: those failures are
+    // deviations after it, whatever the retest draws.
+    let claimed = remediated("2026-05-10T00:00:00Z");
+    let e = run(&p, &r, &[], &[], &claimed).unwrap();
+    assert_eq!(
+        deficiency(&e, "CM-06:operating").status,
+        Status::RemediationFailed
+    );
+    // Over seeds, a retest that draws none of them still carries them.
+    let carried = (1..100)
+        .find_map(|seed| {
+            let mut p = may_plan(&catalog, &sampling);
+            p.seed = seed;
+            let e = run(&p, &r, &[], &[], &claimed).unwrap();
+            let d = deficiency(&e, "CM-06:operating").clone();
+            let retest = d.retest.clone().unwrap();
+            (!retest.known_deviations.is_empty()).then_some((d, retest))
+        })
+        .expect("a seed whose retest misses a known deviation");
+    let (d, retest) = carried;
+    for item in &retest.known_deviations {
+        assert!(!retest.sample.iter().any(|s| &s.item == item));
+        assert!(retest
+            .results
+            .iter()
+            .any(|x| &x.item == item && x.result == AttributeResult::Fail));
+    }
+    assert_eq!(d.status, Status::RemediationFailed);
+
     // Remediated after the period ends: nothing to retest yet.
     let e = run(&p, &r, &[], &[], &remediated("2026-06-10T00:00:00Z")).unwrap();
     let d = deficiency(&e, "CM-06:operating");
@@ -540,4 +569,41 @@ fn an_overdue_manual_control_is_retested_on_the_performances_after_its_remediati
     let retest = d.retest.as_ref().unwrap();
     assert_eq!(retest.population.items, ["q3", "q4"]);
     assert_eq!(d.status, Status::Remediated);
+}
+
+#[test]
+fn an_attribute_plan_allowing_no_deviation_fails_on_one() {
+    let catalog = Catalog::default();
+    let mut sampling = Sampling::default();
+    sampling.attribute_sampling.insert(
+        "CM-06".into(),
+        audit::sampling::AttributePlan {
+            confidence: 0.95,
+            tolerable: 0.05,
+            expected: 0.0,
+        },
+    );
+    // 500 commits, every fiftieth unreviewed: 2 % of the population deviates.
+    let rows: Vec<VerdictRow> = (0..500)
+        .map(|i| reviewed(&format!("{i:040x}"), i % 50 != 0))
+        .collect();
+    let r = report(rows);
+    let (seed, t) = (1..200)
+        .find_map(|seed| {
+            let e = run(&plan(&catalog, &sampling, seed), &r, &[], &[], &[]).unwrap();
+            let t = control(&e, "CM-06").clone();
+            (t.exceptions == 1).then_some((seed, t))
+        })
+        .expect("a seed whose sample holds one deviation");
+    assert_eq!(t.sample.len(), 59);
+    assert!(t.deviation_rate < 0.05, "seed {seed}: {}", t.deviation_rate);
+    assert_eq!(t.conclusion, Conclusion::Deficient, "seed {seed}");
+
+    // Without the plan, the same deviation rate is within the tolerable rate.
+    let plain = Sampling::default();
+    let e = run(&plan(&catalog, &plain, seed), &r, &[], &[], &[]).unwrap();
+    let t = control(&e, "CM-06");
+    if t.exceptions == 1 {
+        assert_eq!(t.conclusion, Conclusion::Effective);
+    }
 }

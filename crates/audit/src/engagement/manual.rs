@@ -81,8 +81,10 @@ pub(super) fn manual_control(
                     items: again.items,
                 },
                 sample_size: every_result(again.sample.len()),
-                conclusion: retest_conclusion(again.sample.len(), rate, tolerable),
+                // Any failure after the remediation fails the retest.
+                conclusion: retest_conclusion(again.sample.len(), rate, 0.0),
                 sample: again.sample,
+                known_deviations: Vec::new(),
                 results: again.results,
                 exceptions: again.failed,
                 deviation_rate: rate,
