@@ -148,11 +148,12 @@ pub struct Engagement {
     pub deficiencies: Vec<Deficiency>,
 }
 
-/// A bound of a period: an RFC 3339 instant, or a day meaning its first second (`from`)
-/// or its last (`to`, `end_of_day`), in UTC. The error names `field`.
+/// A bound of a period: an RFC 3339 instant (to the whole second), or a day meaning its
+/// first second (`from`) or its last (`to`, `end_of_day`), in UTC. The error names
+/// `field`.
 pub fn period_bound(field: &str, s: &str, end_of_day: bool) -> Result<OffsetDateTime, String> {
     if let Ok(t) = domain::action::parse_instant(field, s) {
-        return Ok(t);
+        return Ok(whole_second(t));
     }
     let day = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
         .map_err(|_| {
@@ -168,6 +169,19 @@ pub fn period_bound(field: &str, s: &str, end_of_day: bool) -> Result<OffsetDate
     }
     .map_err(|e| format!("{field}: {e}"))?;
     Ok(t.assume_utc())
+}
+
+/// An instant without its fraction of a second.
+pub fn whole_second(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// Whether `t` falls in the period `from..=to`, judged to the whole second: periods that
+/// follow each other (one to `2026-09-30`, the next from `2026-10-01`) leave nothing
+/// between them, whatever fraction of a second an event carries.
+pub fn within(t: OffsetDateTime, from: OffsetDateTime, to: OffsetDateTime) -> bool {
+    let t = whole_second(t);
+    t >= whole_second(from) && t <= whole_second(to)
 }
 
 /// The key of a reconciliation row as a population item: the commit id, or for a
@@ -340,6 +354,27 @@ pub fn unused_updates<'u>(
         .iter()
         .filter(|u| crate::deficiency::same_period(u, &e.period))
         .filter(|u| !e.deficiencies.iter().any(|d| d.id == u.deficiency))
+        .collect()
+}
+
+/// The updates naming a deficiency this engagement raised but recorded for another period
+/// that overlaps this one: not applied, and worth a word to whoever runs it.
+pub fn other_period_updates<'u>(
+    e: &Engagement,
+    updates: &'u [DeficiencyUpdate],
+) -> Vec<&'u DeficiencyUpdate> {
+    let bound = |t: &str, end| period_bound("period", t, end).ok();
+    let (Some(from), Some(to)) = (bound(&e.period.0, false), bound(&e.period.1, true)) else {
+        return Vec::new();
+    };
+    updates
+        .iter()
+        .filter(|u| !crate::deficiency::same_period(u, &e.period))
+        .filter(|u| e.deficiencies.iter().any(|d| d.id == u.deficiency))
+        .filter(|u| match (bound(&u.from, false), bound(&u.to, true)) {
+            (Some(a), Some(b)) => a <= to && b >= from,
+            _ => false,
+        })
         .collect()
 }
 
@@ -612,7 +647,9 @@ impl Sampled<'_, '_> {
         let retest = match remediated {
             Some(at) if conclusion == Conclusion::Deficient => {
                 let after: Vec<usize> = (0..all.len())
-                    .filter(|&i| (population.time_of)(i).is_some_and(|t| t >= at))
+                    .filter(|&i| {
+                        (population.time_of)(i).is_some_and(|t| whole_second(t) >= whole_second(at))
+                    })
                     .collect();
                 let items: Vec<&str> = after.iter().map(|&i| all[i].as_str()).collect();
                 let hash = population_hash(items.iter().copied());
@@ -626,7 +663,8 @@ impl Sampled<'_, '_> {
                         .results
                         .iter()
                         .any(|x| x.item == all[i] && x.result == AttributeResult::Fail);
-                    let after = (population.time_of)(i).is_some_and(|t| t >= at);
+                    let after = (population.time_of)(i)
+                        .is_some_and(|t| whole_second(t) >= whole_second(at));
                     if failed && after && !r.indices.contains(&i) {
                         known.push(all[i].clone());
                         r.results.extend((population.results_of)(i));

@@ -607,3 +607,31 @@ fn an_attribute_plan_allowing_no_deviation_fails_on_one() {
         assert_eq!(t.conclusion, Conclusion::Effective);
     }
 }
+
+#[test]
+fn periods_that_follow_each_other_leave_no_gap_at_a_fraction_of_a_second() {
+    use audit::engagement::{period_bound, within};
+    let at = |t: &str| domain::action::parse_instant("t", t).unwrap();
+    let q3 = (
+        period_bound("from", "2026-07-01", false).unwrap(),
+        period_bound("to", "2026-09-30", true).unwrap(),
+    );
+    let q4 = (
+        period_bound("from", "2026-10-01", false).unwrap(),
+        period_bound("to", "2026-12-31", true).unwrap(),
+    );
+    for t in ["2026-09-30T23:59:59.5Z", "2026-09-30T23:59:59.999999999Z"] {
+        assert!(within(at(t), q3.0, q3.1), "{t}");
+        assert!(!within(at(t), q4.0, q4.1), "{t}");
+    }
+    assert!(within(at("2026-10-01T00:00:00Z"), q4.0, q4.1));
+    // A period written to the millisecond is the same period.
+    let u = update("CM-06:operating", "ava", |u| {
+        u.to = "2026-05-31T23:59:59.999Z".into();
+        u.from = "2026-05-01T00:00:00.000000001Z".into();
+    });
+    assert!(audit::deficiency::same_period(
+        &u,
+        &("2026-05-01".into(), "2026-05-31".into())
+    ));
+}

@@ -32,7 +32,7 @@ pub(super) fn manual_control(
         .iter()
         .filter(|m| m.control == control.id)
         .filter(|m| match (instant(&m.performed_at), from, to) {
-            (Some(t), Some(from), Some(to)) => t >= from && t <= to,
+            (Some(t), Some(from), Some(to)) => super::within(t, from, to),
             _ => false,
         })
         .collect();
@@ -63,7 +63,10 @@ pub(super) fn manual_control(
             let after: Vec<&ManualResult> = recorded
                 .iter()
                 .copied()
-                .filter(|m| instant(&m.performed_at).is_some_and(|t| t >= at))
+                .filter(|m| {
+                    instant(&m.performed_at)
+                        .is_some_and(|t| super::whole_second(t) >= super::whole_second(at))
+                })
                 .collect();
             let again = manual_results(&after);
             let hash = population_hash(again.items.iter().map(String::as_str));

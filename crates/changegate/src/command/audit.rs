@@ -324,12 +324,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .values()
         .filter(|c| {
             c.deployment.as_ref().is_some_and(|d| {
-                domain::action::parse_instant("at", &d.at).is_ok_and(|t| t >= from && t <= to)
+                domain::action::parse_instant("at", &d.at)
+                    .is_ok_and(|t| engagement::within(t, from, to))
             })
         })
         .collect();
     let e = engagement::run(&plan, &report, &implemented, &manual, &updates)
         .context("cannot draw the samples")?;
+    for u in engagement::other_period_updates(&e, &updates) {
+        warnings.push(Warning {
+            code: "deficiency_update_other_period",
+            message: format!(
+                "what {} recorded at {} about `{}` is for the period {} to {}, not this \
+                 engagement's ({} to {}): not used",
+                u.recorded_by, u.recorded_at, u.deficiency, u.from, u.to, e.period.0, e.period.1
+            ),
+        });
+    }
     for u in engagement::unused_updates(&e, &updates) {
         warnings.push(Warning {
             code: "deficiency_update_not_used",
@@ -557,7 +568,7 @@ fn imported_in_period(r: &ImportedChange, from: OffsetDateTime, to: OffsetDateTi
         .into_iter()
         .flatten()
         .filter_map(|t| domain::action::parse_instant("time", t).ok())
-        .any(|t| t >= from && t <= to)
+        .any(|t| engagement::within(t, from, to))
 }
 
 /// What testing the imported records of the period found: counts, and per record its codes.
@@ -592,7 +603,7 @@ fn in_period(e: &ProductionEvent, from: OffsetDateTime, to: OffsetDateTime) -> b
         ProductionEvent::Commit(c) => &c.commit_time,
         ProductionEvent::Deployment(d) => &d.at,
     };
-    domain::action::parse_instant("time", at).is_ok_and(|t| t >= from && t <= to)
+    domain::action::parse_instant("time", at).is_ok_and(|t| engagement::within(t, from, to))
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {

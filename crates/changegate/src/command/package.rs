@@ -773,7 +773,7 @@ fn reperform_results(
         .filter(|c| {
             c.deployment.as_ref().is_some_and(|d| {
                 match (domain::action::parse_instant("at", &d.at).ok(), from, to) {
-                    (Some(t), Some(from), Some(to)) => t >= from && t <= to,
+                    (Some(t), Some(from), Some(to)) => audit::engagement::within(t, from, to),
                     _ => false,
                 }
             })

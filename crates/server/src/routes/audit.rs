@@ -488,8 +488,10 @@ pub async fn engage(
                 )
             })
             .collect();
-        let in_period =
-            |t: &str| domain::action::parse_instant("time", t).is_ok_and(|t| t >= from && t <= to);
+        let in_period = |t: &str| {
+            domain::action::parse_instant("time", t)
+                .is_ok_and(|t| audit::engagement::within(t, from, to))
+        };
         let e = st
             .evidence
             .projection
