@@ -82,6 +82,29 @@ pub struct ManualResult {
     /// Who recorded it (filled in from the authenticated user).
     #[serde(default)]
     pub recorded_by: String,
+    /// When it was recorded, RFC 3339 (filled in by the server).
+    #[serde(default)]
+    pub recorded_at: String,
+    /// Whether an auditor or the organization's management recorded it.
+    #[serde(default)]
+    pub recorded_as: RecordedAs,
+}
+
+/// Who recorded a manual result: an auditor's test, or management's record that the control
+/// was performed (evidence of performance, which an auditor still has to test).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedAs {
+    Auditor,
+    #[default]
+    Management,
+}
+
+/// Whether a manual result was performed and recorded by `as_of` (a result recorded before
+/// the server noted when has only its performance to go by).
+pub fn known_by(m: &ManualResult, as_of: OffsetDateTime) -> bool {
+    let by = |t: &str| domain::action::parse_instant("time", t).is_ok_and(|t| t <= as_of);
+    by(&m.performed_at) && (m.recorded_at.is_empty() || by(&m.recorded_at))
 }
 
 /// One attribute of one sampled item.

@@ -239,6 +239,8 @@ fn manual(
         note: None,
         performed_at: at.into(),
         recorded_by: "olivia".into(),
+        recorded_at: "2026-01-01T00:00:00Z".into(),
+        recorded_as: audit::engagement::RecordedAs::Auditor,
     }
 }
 
@@ -248,6 +250,7 @@ fn manual_controls_are_tested_on_what_was_recorded_and_overdue_when_missing() {
     let sampling = Sampling::default();
     let mut p = plan(&catalog, &sampling, 3);
     p.period = ("2026-01-01T00:00:00Z".into(), "2026-12-31T23:59:59Z".into());
+    p.as_of = "2027-01-10T00:00:00Z".into();
     let r = period();
 
     // Nothing recorded: the annual policy review is overdue, and that is an exception.
@@ -634,4 +637,75 @@ fn periods_that_follow_each_other_leave_no_gap_at_a_fraction_of_a_second() {
         &u,
         &("2026-05-01".into(), "2026-05-31".into())
     ));
+}
+
+#[test]
+fn management_records_performances_and_only_an_auditors_test_concludes() {
+    use audit::engagement::RecordedAs;
+    let catalog = Catalog::default();
+    let sampling = Sampling::default();
+    let mut p = plan(&catalog, &sampling, 3);
+    p.period = ("2026-01-01T00:00:00Z".into(), "2026-12-31T23:59:59Z".into());
+    p.as_of = "2027-01-10T00:00:00Z".into();
+    let by_management = |mut m: audit::engagement::ManualResult| {
+        m.recorded_by = "frank".into();
+        m.recorded_as = RecordedAs::Management;
+        m
+    };
+    let review = manual(
+        "CM-01",
+        "policy-2026",
+        AttributeResult::Pass,
+        "2026-03-10T10:00:00Z",
+    );
+
+    // The control owner's own record: performed, not yet tested.
+    let e = run(&p, &period(), &[], &[by_management(review.clone())], &[]).unwrap();
+    let policy = control(&e, "CM-01");
+    assert_eq!(policy.conclusion, Conclusion::NotTested);
+    assert!(policy.note.as_deref().unwrap().contains("management only"));
+    assert!(policy.results[0].evidence.contains("management"));
+    // The auditor's inspection concludes.
+    let e = run(
+        &p,
+        &period(),
+        &[],
+        &[by_management(review.clone()), review.clone()],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(control(&e, "CM-01").conclusion, Conclusion::Effective);
+
+    // "Not applicable" is no performance: the annual review is still overdue.
+    let na = manual(
+        "CM-01",
+        "policy-2026",
+        AttributeResult::NotApplicable,
+        "2026-03-10T10:00:00Z",
+    );
+    let e = run(&p, &period(), &[], &[na], &[]).unwrap();
+    let policy = control(&e, "CM-01");
+    assert_eq!(policy.exceptions_by_code["manual_control_overdue"], 1);
+
+    // Judged mid-year, only the quarters already over can be overdue.
+    p.as_of = "2026-05-01T00:00:00Z".into();
+    let q1 = manual(
+        "CM-14",
+        "access-q1",
+        AttributeResult::Pass,
+        "2026-02-15T10:00:00Z",
+    );
+    let e = run(&p, &period(), &[], &[q1], &[]).unwrap();
+    assert_eq!(control(&e, "CM-14").conclusion, Conclusion::Effective);
+    let e = run(&p, &period(), &[], &[], &[]).unwrap();
+    let access = control(&e, "CM-14");
+    assert!(
+        access
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("none recorded in 1 of its parts"),
+        "{:?}",
+        access.note
+    );
 }

@@ -32,8 +32,12 @@ fn an_assessed_and_remediated_deficiency_is_retested_and_reperformed() {
     let review = json!({"control": "CM-14", "item": "access-review-now",
                         "attribute": "performed", "result": "pass", "method": "inspection",
                         "evidence": "review sign-off", "performed_at": fmt(now - Duration::hours(1))});
+    // The change manager records the review; the auditor inspects it.
     server
         .post(Some("frank"), "/api/v1/audit/results", &review)
+        .expect(201);
+    server
+        .post(Some("olivia"), "/api/v1/audit/results", &review)
         .expect(201);
     let updates = [
         (

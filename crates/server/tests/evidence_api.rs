@@ -712,10 +712,23 @@ async fn auditors_record_manual_results_in_the_ledger(app: TestApp) {
         )
         .await;
     assert_eq!(status, 422);
-    let mut extra = body(at);
+    let mut extra = body(at.clone());
     extra["grade"] = json!("A");
     let (status, v) = app.post("olivia", "/api/v1/audit/results", extra).await;
     assert_eq!(status, 422, "{v}");
+    // Who recorded it is the server's to say.
+    let mut claimed = body(at.clone());
+    claimed["recorded_by"] = json!("someone-else");
+    let (status, v) = app.post("olivia", "/api/v1/audit/results", claimed).await;
+    assert_eq!(status, 422, "{v}");
+    let mut long = body(at);
+    long["item"] = json!("x".repeat(5000));
+    let (status, v) = app.post("olivia", "/api/v1/audit/results", long).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_field")),
+        "{v}"
+    );
     assert_eq!(app.ledger_size(), before + 1);
 
     let (status, v) = app
@@ -733,6 +746,11 @@ async fn auditors_record_manual_results_in_the_ledger(app: TestApp) {
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 1);
     assert_eq!(results[0]["item"], "policy-2026");
+    assert_eq!(results[0]["recorded_as"], "auditor");
+    assert!(results[0]["recorded_at"]
+        .as_str()
+        .unwrap()
+        .starts_with("20"));
     let (_, v) = app
         .get("frank", "/api/v1/audit/results?control=CM-14")
         .await;
@@ -857,9 +875,10 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
 }
 
 async fn deficiencies_are_assessed_answered_and_retested(app: TestApp) {
+    // A period that is over: its annual policy review was due within it.
     let (from, to) = (
         fmt(app.now() - Duration::days(30)),
-        fmt(app.now() + Duration::minutes(1)),
+        fmt(app.now() - Duration::hours(1)),
     );
     let period = json!({"from": from, "to": to, "seed": 11});
     // No policy review recorded in the period: the annual control is overdue.
@@ -991,7 +1010,7 @@ async fn deficiencies_are_assessed_answered_and_retested(app: TestApp) {
     assert_eq!(d["owner"], "frank");
 
     // The review is performed and the remediation recorded: the retest finds it.
-    let done = fmt(app.now() - Duration::days(1));
+    let done = fmt(app.now() - Duration::hours(2));
     let (status, v) = app
         .post(
             "frank",
@@ -1006,7 +1025,7 @@ async fn deficiencies_are_assessed_answered_and_retested(app: TestApp) {
         .post(
             "frank",
             "/api/v1/audit/deficiencies",
-            update(json!({"remediated_at": fmt(app.now() - Duration::days(2)),
+            update(json!({"remediated_at": fmt(app.now() - Duration::hours(3)),
                           "remediation": "annual review put in the calendar"})),
         )
         .await;

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{
     instant, retest_conclusion, Conclusion, ControlTest, ManualResult, Plan, PopulationRecord,
-    TestResult, OVERDUE,
+    RecordedAs, TestResult, OVERDUE,
 };
 use crate::catalog::Control;
 use crate::deficiency::Retest;
@@ -16,9 +16,13 @@ use crate::sampling::{Drawn, Frequency, SampleSize, SamplingError};
 
 /// A control no automated test decides, tested on what was recorded by hand in the period.
 /// Every result recorded counts (the auditor chose what to test: nothing is drawn from
-/// them), and a calendar control with a part of the period in which it was not performed
-/// is an exception whatever the results say. Its retest after a remediation is every
-/// result recorded at or after it.
+/// them). A pass or a fail recorded by anyone is a performance of the control; a calendar
+/// control with a part of the period, over by the time it is judged, in which it was not
+/// performed is an exception whatever the results say. Management's records of its own
+/// performances are evidence an auditor still has to test: without a pass or fail recorded
+/// by an auditor the control is not tested (unless it failed or is overdue). Its retest
+/// after a remediation is every result recorded at or after it, again needing an
+/// auditor's.
 pub(super) fn manual_control(
     plan: &Plan<'_>,
     control: &Control,
@@ -36,7 +40,17 @@ pub(super) fn manual_control(
             _ => false,
         })
         .collect();
-    let overdue = overdue(control, &plan.period, &recorded);
+    let performances: Vec<&ManualResult> = recorded
+        .iter()
+        .copied()
+        .filter(|m| m.result != AttributeResult::NotApplicable)
+        .collect();
+    let overdue = overdue(control, plan, &performances);
+    let auditor_tested = |list: &[&ManualResult]| {
+        list.iter().any(|m| {
+            m.recorded_as == RecordedAs::Auditor && m.result != AttributeResult::NotApplicable
+        })
+    };
     if recorded.is_empty() && overdue.is_none() {
         return empty(
             Conclusion::NotTested,
@@ -54,8 +68,18 @@ pub(super) fn manual_control(
     let deviation_rate = tested.failed as f64 / tested.sample.len().max(1) as f64;
     let conclusion = if overdue.is_some() || deviation_rate > tolerable {
         Conclusion::Deficient
+    } else if !auditor_tested(&recorded) {
+        Conclusion::NotTested
     } else {
         Conclusion::Effective
+    };
+    let note = match (&overdue, conclusion) {
+        (Some(o), _) => Some(o.clone()),
+        (None, Conclusion::NotTested) => Some(
+            "performances recorded by management only: no auditor has recorded a test of them"
+                .to_string(),
+        ),
+        _ => None,
     };
     let source = "results recorded by hand (POST /api/v1/audit/results)";
     let retest = match remediated {
@@ -84,8 +108,12 @@ pub(super) fn manual_control(
                     items: again.items,
                 },
                 sample_size: every_result(again.sample.len()),
-                // Any failure after the remediation fails the retest.
-                conclusion: retest_conclusion(again.sample.len(), rate, 0.0),
+                // Any failure after the remediation fails the retest; it passes on an
+                // auditor's test only.
+                conclusion: match retest_conclusion(again.sample.len(), rate, 0.0) {
+                    Conclusion::Effective if !auditor_tested(&after) => Conclusion::NotTested,
+                    other => other,
+                },
                 sample: again.sample,
                 known_deviations: Vec::new(),
                 results: again.results,
@@ -111,7 +139,7 @@ pub(super) fn manual_control(
         deviation_rate,
         tolerable_rate: tolerable,
         conclusion,
-        note: overdue,
+        note,
     };
     Ok((test, retest))
 }
@@ -162,8 +190,14 @@ fn manual_results(recorded: &[&ManualResult]) -> ManualTested {
             result: m.result,
             codes: if failed { vec![code] } else { vec![] },
             evidence: format!(
-                "{} (performed {}{note}; recorded by {})",
-                m.evidence, m.performed_at, m.recorded_by
+                "{} (performed {}{note}; recorded by {}{})",
+                m.evidence,
+                m.performed_at,
+                m.recorded_by,
+                match m.recorded_as {
+                    RecordedAs::Auditor => ", auditor",
+                    RecordedAs::Management => ", management: a record of performance",
+                }
             ),
             method: m.method,
         });
@@ -200,15 +234,13 @@ fn performances_due(frequency: Frequency, days: i64) -> Option<i64> {
 }
 
 /// Why a calendar control is overdue in the period: the period is cut into as many equal
-/// parts as the frequency calls for (4 for a quarterly control over a year), and a part in
-/// which no performance was recorded is overdue.
-fn overdue(
-    control: &Control,
-    period: &(String, String),
-    recorded: &[&ManualResult],
-) -> Option<String> {
+/// parts as the frequency calls for (4 for a quarterly control over a year), and a part
+/// over by the time the engagement is judged in which no performance was recorded is
+/// overdue.
+fn overdue(control: &Control, plan: &Plan<'_>, recorded: &[&ManualResult]) -> Option<String> {
     let parse = |t: &str| domain::action::parse_instant("period", t).ok();
-    let (from, to) = (parse(&period.0)?, parse(&period.1)?);
+    let (from, to) = (parse(&plan.period.0)?, parse(&plan.period.1)?);
+    let as_of = parse(&plan.as_of);
     let days = ((to - from).whole_seconds() + 86_399) / 86_400;
     let due = performances_due(control.frequency, days)?;
     let span = (to - from) / due as f64;
@@ -228,7 +260,8 @@ fn overdue(
         let done = performed
             .iter()
             .any(|t| *t >= start && (*t < end || (last && *t <= end)));
-        if !done {
+        let over = as_of.is_none_or(|now| end <= now);
+        if !done && over {
             missing.push(format!(
                 "{} to {}",
                 domain::action::format_instant(start),

@@ -165,10 +165,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
              (a git history), or both"
         );
     }
+    let now = OffsetDateTime::now_utc();
     let as_of = match &args.as_of {
         Some(t) => domain::action::parse_instant("--as-of", t).map_err(anyhow::Error::msg)?,
-        None => OffsetDateTime::now_utc(),
+        None => now,
     };
+    if as_of > now + time::Duration::minutes(1) {
+        anyhow::bail!(
+            "--as-of ({}) is in the future: an engagement is judged on what has happened",
+            fmt(as_of)
+        );
+    }
     check_out(&args.out)?;
     let policy = super::load_policy(args.policy.as_deref())?;
     let data_dir = args.data.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -256,13 +263,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ),
                 });
             }
-            // Only what was performed by the time the engagement is judged.
+            // Only what was performed and recorded by the time the engagement is judged.
             manual = results
                 .into_iter()
-                .filter(|m| {
-                    domain::action::parse_instant("performed_at", &m.performed_at)
-                        .is_ok_and(|t| t <= as_of)
-                })
+                .filter(|m| engagement::known_by(m, as_of))
                 .collect();
             imported = records
                 .into_iter()

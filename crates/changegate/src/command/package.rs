@@ -708,8 +708,7 @@ fn reperform_results(
                 .ok_or_else(|| {
                     format!("event {}: a manual result that cannot be read", entry.seq)
                 })?;
-            let performed = domain::action::parse_instant("performed_at", &result.performed_at);
-            if performed.is_ok_and(|t| t <= as_of) {
+            if audit::engagement::known_by(&result, as_of) {
                 manual.push(result);
             }
         } else if entry.kind == "audit.deficiency_update" {

@@ -20,6 +20,51 @@ use crate::AppState;
 /// they perform.
 const RECORDERS: [&str; 2] = ["auditor", "change_manager"];
 
+/// The longest control id, item and attribute of a manual result.
+const NAME_LIMIT: usize = 200;
+
+/// A manual result as a client sends it; who recorded it, when and as what the server
+/// fills in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultRequest {
+    control: String,
+    item: String,
+    attribute: String,
+    result: audit::AttributeResult,
+    method: audit::engagement::Method,
+    evidence: String,
+    #[serde(default)]
+    note: Option<String>,
+    performed_at: String,
+}
+
+/// Refuses a user who is both auditor and management: an auditor tests what management
+/// does, and nobody can do both.
+fn independent(user: &store::User, what: &str) -> Result<(), ApiError> {
+    let has = |role: &str| user.roles.iter().any(|r| r == role);
+    if has("auditor") && has("change_manager") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "auditor_not_independent",
+            format!(
+                "`{}` holds both the auditor and the change_manager role and may not {what}: an \
+                 auditor tests what management does",
+                user.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The start of a long value, for an error message.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Recorded {
     /// The ledger entry.
@@ -53,21 +98,52 @@ pub async fn record(
             ),
         ));
     }
-    let mut result: audit::engagement::ManualResult =
-        serde_json::from_slice(&body).map_err(ApiError::from_json)?;
-    for (field, value) in [
-        ("control", &result.control),
-        ("item", &result.item),
-        ("attribute", &result.attribute),
-        ("evidence", &result.evidence),
+    independent(&user, "record audit results")?;
+    let request: ResultRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    for (field, value, limit) in [
+        ("control", &request.control, NAME_LIMIT),
+        ("item", &request.item, NAME_LIMIT),
+        ("attribute", &request.attribute, NAME_LIMIT),
+        ("evidence", &request.evidence, TEXT_LIMIT),
     ] {
-        if value.trim().is_empty() || value.chars().any(char::is_control) {
+        if value.trim().is_empty() || value.chars().any(char::is_control) || value.len() > limit {
             return Err(ApiError::unprocessable(
                 "invalid_field",
-                format!("`{field}` must be non-empty text without control characters"),
+                format!(
+                    "`{field}` must be non-empty text of at most {limit} bytes without control \
+                     characters"
+                ),
             ));
         }
     }
+    if request
+        .note
+        .as_ref()
+        .is_some_and(|n| n.len() > TEXT_LIMIT || n.chars().any(|c| c.is_control() && c != '\n'))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("`note` must be text of at most {TEXT_LIMIT} bytes"),
+        ));
+    }
+    let auditor = user.roles.iter().any(|r| r == "auditor");
+    let mut result = audit::engagement::ManualResult {
+        control: request.control,
+        item: request.item,
+        attribute: request.attribute,
+        result: request.result,
+        method: request.method,
+        evidence: request.evidence,
+        note: request.note,
+        performed_at: request.performed_at,
+        recorded_by: String::new(),
+        recorded_at: String::new(),
+        recorded_as: if auditor {
+            audit::engagement::RecordedAs::Auditor
+        } else {
+            audit::engagement::RecordedAs::Management
+        },
+    };
     let performed = domain::action::parse_instant("performed_at", &result.performed_at)
         .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
     if performed > state.clock.now() {
@@ -78,6 +154,7 @@ pub async fn record(
     }
     result.performed_at = domain::action::format_instant(performed);
     result.recorded_by = user.name.clone();
+    result.recorded_at = domain::action::format_instant(state.clock.now());
     let write = Write {
         target: Target::None,
         entries: vec![NewEntry {
@@ -140,6 +217,29 @@ pub async fn list(
 /// Fields of free text a deficiency update may carry, with their longest length.
 const TEXT_LIMIT: usize = 10_000;
 
+/// A deficiency update as a client sends it; who recorded it and when the server fills in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    deficiency: String,
+    from: String,
+    to: String,
+    #[serde(default)]
+    significance: Option<audit::deficiency::Significance>,
+    #[serde(default)]
+    rationale: Option<String>,
+    #[serde(default)]
+    management_response: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    #[serde(default)]
+    remediation_due: Option<String>,
+    #[serde(default)]
+    remediated_at: Option<String>,
+    #[serde(default)]
+    remediation: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct UpdateRecorded {
     /// The ledger entry.
@@ -168,11 +268,25 @@ pub async fn update_deficiency(
     body: Bytes,
 ) -> Result<(StatusCode, Json<UpdateRecorded>), ApiError> {
     let has = |role: &str| user.roles.iter().any(|r| r == role);
-    let mut update: audit::deficiency::DeficiencyUpdate =
-        serde_json::from_slice(&body).map_err(ApiError::from_json)?;
     if !has("auditor") && !has("change_manager") {
         return Err(forbidden(&user.name, "record anything about a deficiency"));
     }
+    independent(&user, "record anything about a deficiency")?;
+    let request: UpdateRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let mut update = audit::deficiency::DeficiencyUpdate {
+        deficiency: request.deficiency,
+        from: request.from,
+        to: request.to,
+        significance: request.significance,
+        rationale: request.rationale,
+        management_response: request.management_response,
+        owner: request.owner,
+        remediation_due: request.remediation_due,
+        remediated_at: request.remediated_at,
+        remediation: request.remediation,
+        recorded_by: String::new(),
+        recorded_at: String::new(),
+    };
     if update.sets_assessment() && !has("auditor") {
         return Err(forbidden(
             &user.name,
@@ -198,7 +312,7 @@ pub async fn update_deficiency(
             format!(
                 "`deficiency` must name a control or risk and a kind, like `CM-03:operating` or \
                  `R07:design`, not `{}`",
-                update.deficiency
+                shown(&update.deficiency)
             ),
         ));
     }
@@ -239,6 +353,16 @@ pub async fn update_deficiency(
             }
             *v = t.to_string();
         }
+    }
+    if update
+        .owner
+        .as_ref()
+        .is_some_and(|o| o.chars().any(char::is_control) || o.len() > NAME_LIMIT)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("`owner` must be one line of at most {NAME_LIMIT} bytes"),
+        ));
     }
     if let Some(due) = &update.remediation_due {
         let t = bound("`remediation_due`", due, true)?;
@@ -523,7 +647,7 @@ pub async fn engage(
                 let manual: Vec<audit::engagement::ManualResult> = s
                     .manual_results
                     .iter()
-                    .filter(|m| by_now(&m.performed_at))
+                    .filter(|m| audit::engagement::known_by(m, now))
                     .cloned()
                     .collect();
                 let updates: Vec<audit::deficiency::DeficiencyUpdate> = s
