@@ -169,6 +169,17 @@ pub struct Engagement {
     pub controls: Vec<ControlTest>,
     pub design_deficiencies: Vec<DesignDeficiency>,
     pub deficiencies: Vec<Deficiency>,
+    /// What whoever ran the engagement was warned of (a population that may be incomplete,
+    /// results or updates not used), for every reader of the workpapers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// A warning of the run, by a stable code and in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub code: String,
+    pub message: String,
 }
 
 /// A bound of a period: an RFC 3339 instant (to the whole second), or a day meaning its
@@ -365,6 +376,7 @@ pub fn run(
         controls,
         design_deficiencies,
         deficiencies,
+        warnings: Vec::new(),
     })
 }
 
@@ -399,6 +411,33 @@ pub fn other_period_updates<'u>(
             _ => false,
         })
         .collect()
+}
+
+/// The warnings about deficiency updates the engagement did not use: those for another,
+/// overlapping period and those naming a deficiency it did not raise.
+pub fn update_warnings(e: &Engagement, updates: &[DeficiencyUpdate]) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for u in other_period_updates(e, updates) {
+        out.push(Warning {
+            code: "deficiency_update_other_period".into(),
+            message: format!(
+                "what {} recorded at {} about `{}` is for the period {} to {}, not this \
+                 engagement's ({} to {}): not used",
+                u.recorded_by, u.recorded_at, u.deficiency, u.from, u.to, e.period.0, e.period.1
+            ),
+        });
+    }
+    for u in unused_updates(e, updates) {
+        out.push(Warning {
+            code: "deficiency_update_not_used".into(),
+            message: format!(
+                "what {} recorded at {} about `{}` is not used: this engagement raised no such \
+                 deficiency",
+                u.recorded_by, u.recorded_at, u.deficiency
+            ),
+        });
+    }
+    out
 }
 
 /// The code of a calendar control not performed in a part of the period.

@@ -191,6 +191,11 @@ impl Writer<'_> {
                 .unwrap_or("nothing to test: no item of its population in the period"));
             props.push(p);
         }
+        for w in &e.warnings {
+            let mut p = prop("warning", &w.code);
+            p["remarks"] = json!(w.message);
+            props.push(p);
+        }
         let include: Vec<Value> = tested
             .iter()
             .map(|t| json!({"control-id": control_token(&t.control)}))

@@ -93,6 +93,19 @@ pub fn html(e: &Engagement, catalog: &Catalog, title: &str) -> String {
     }
     h.push_str("</table>\n");
 
+    if !e.warnings.is_empty() {
+        h.push_str("<h2>Warnings</h2>\n<ul>\n");
+        for w in &e.warnings {
+            let _ = writeln!(
+                h,
+                "<li><code>{}</code>: {}</li>",
+                escape(&w.code),
+                escape(&w.message)
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+
     h.push_str("<h2>Deficiencies</h2>\n");
     if e.deficiencies.is_empty() {
         h.push_str("<p>None.</p>\n");

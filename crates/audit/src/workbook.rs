@@ -161,12 +161,31 @@ fn summary_sheet(mut s: Sheet<'_>, e: &Engagement, catalog: &Catalog) -> Result<
     row += 1;
     s.label(row, 0, "Deficiencies")?;
     row += 1;
-    deficiencies(&mut s, row, &e.deficiencies)
+    row = deficiencies(&mut s, row, &e.deficiencies)?;
+
+    row += 1;
+    s.label(row, 0, "Warnings")?;
+    row += 1;
+    s.header(row, &["Code", "Warning"])?;
+    row += 1;
+    if e.warnings.is_empty() {
+        s.text(row, 1, "none")?;
+    }
+    for w in &e.warnings {
+        s.text(row, 0, &w.code)?;
+        s.wrapped(row, 1, &w.message)?;
+        row += 1;
+    }
+    Ok(())
 }
 
 /// The deficiencies table: description in the wide column the controls' descriptions use,
 /// the failed items where the frequency is (wide enough for a commit id).
-fn deficiencies(s: &mut Sheet<'_>, mut row: RowNum, list: &[Deficiency]) -> Result<(), XlsxError> {
+fn deficiencies(
+    s: &mut Sheet<'_>,
+    mut row: RowNum,
+    list: &[Deficiency],
+) -> Result<RowNum, XlsxError> {
     s.header(
         row,
         &[
@@ -209,7 +228,7 @@ fn deficiencies(s: &mut Sheet<'_>, mut row: RowNum, list: &[Deficiency]) -> Resu
         s.text(row, 8, status_text(d.status))?;
         row += 1;
     }
-    Ok(())
+    Ok(row + 1)
 }
 
 /// When and how a deficiency was remediated, and what its retest found.

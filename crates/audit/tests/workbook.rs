@@ -504,6 +504,7 @@ fn synthetic(events: usize, controls: &[&str]) -> (Catalog, Engagement) {
         controls: tests,
         design_deficiencies: vec![],
         deficiencies: vec![],
+        warnings: vec![],
     };
     (catalog, e)
 }

@@ -106,6 +106,19 @@ fn an_assessed_and_remediated_deficiency_is_retested_and_reperformed() {
         .filter_map(|w| w["code"].as_str())
         .collect();
     assert!(codes.contains(&"deficiency_update_not_used"), "{codes:?}");
+    // Every reader of the workpapers sees the warning, not only whoever ran the audit.
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("deficiency_update_not_used"));
+    let oscal = read_json(&out.join("assessment-results.json"));
+    let props = &oscal["assessment-results"]["results"][0]["props"];
+    assert!(
+        props
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "warning" && p["value"] == "deficiency_update_not_used"),
+        "{props}"
+    );
 
     // The package holds the updates and reperforms the same deficiencies.
     let verify = |extra: &[&str]| {

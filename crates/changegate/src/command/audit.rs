@@ -335,33 +335,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let e = engagement::run(&plan, &report, &implemented, &manual, &updates)
         .context("cannot draw the samples")?;
-    for u in engagement::other_period_updates(&e, &updates) {
-        warnings.push(Warning {
-            code: "deficiency_update_other_period",
-            message: format!(
-                "what {} recorded at {} about `{}` is for the period {} to {}, not this \
-                 engagement's ({} to {}): not used",
-                u.recorded_by, u.recorded_at, u.deficiency, u.from, u.to, e.period.0, e.period.1
-            ),
-        });
-    }
-    for u in engagement::unused_updates(&e, &updates) {
-        warnings.push(Warning {
-            code: "deficiency_update_not_used",
-            message: format!(
-                "what {} recorded at {} about `{}` is not used: this engagement raised no such \
-                 deficiency",
-                u.recorded_by, u.recorded_at, u.deficiency
-            ),
-        });
-    }
+    let mut e = e;
+    e.warnings = warnings
+        .iter()
+        .map(|w| engagement::Warning {
+            code: w.code.to_string(),
+            message: w.message.clone(),
+        })
+        .collect();
+    e.warnings.extend(engagement::update_warnings(&e, &updates));
 
-    for w in &warnings {
+    for w in &e.warnings {
         eprintln!("warning: {}", w.message);
     }
     let imported = test_imported(&imported, policy.emergency_approval_window_hours);
     let mut summary = engagement::summary(&e);
-    summary["warnings"] = serde_json::to_value(&warnings)?;
+    summary["warnings"] = serde_json::to_value(&e.warnings)?;
     summary["imported_changes"] = serde_json::json!({
         "population": imported["population"],
         "exceptions": imported["exceptions"],

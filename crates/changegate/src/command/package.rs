@@ -786,8 +786,22 @@ fn reperform_results(
         as_of: inputs.as_of.clone(),
         sources: inputs.sources.clone(),
     };
-    let e = audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
+    let mut e = audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
         .map_err(|e| format!("the engagement cannot be computed again: {e}"))?;
+    // The run's warnings come from reading git and the ledger, not from the results: they
+    // are taken as recorded (the seal vouches for them), and those about the deficiency
+    // updates must be among them.
+    let recorded: Vec<audit::engagement::Warning> =
+        serde_json::from_value(engagement["warnings"].clone()).unwrap_or_default();
+    for w in audit::engagement::update_warnings(&e, &updates) {
+        if !recorded.contains(&w) {
+            return Err(format!(
+                "`engagement.json` does not hold the warning `{}` the package gives: {}",
+                w.code, w.message
+            ));
+        }
+    }
+    e.warnings = recorded;
     let samples = format!(
         "{}{}",
         audit::engagement::CSV_BOM,

@@ -665,6 +665,10 @@ pub async fn engage(
                     sources: vec!["the server's ledger".into()],
                 };
                 audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
+                    .map(|mut e| {
+                        e.warnings = audit::engagement::update_warnings(&e, &updates);
+                        e
+                    })
                     .map_err(|e| ApiError::unprocessable("sampling_failed", e.to_string()))
             })
             .map_err(ServiceError::from)??;
@@ -730,6 +734,7 @@ pub async fn engage(
             "summary": summary,
             "samples_csv": audit::engagement::samples_csv(&e),
             "deficiencies": e.deficiencies,
+            "warnings": e.warnings,
             "seq": seq,
             "summary_sha256": digest,
         });
