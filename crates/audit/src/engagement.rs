@@ -807,24 +807,45 @@ pub fn summary(e: &Engagement) -> serde_json::Value {
         "seed": e.seed,
         "controls": controls,
         "design_deficiencies": e.design_deficiencies,
-        "deficiencies": e.deficiencies.len(),
+        "deficiencies": e.deficiencies.iter().map(|d| serde_json::json!({
+            "id": d.id,
+            "kind": d.kind,
+            "subject": d.subject,
+            "significance": d.significance,
+            "status": d.status,
+            "items": d.items.len(),
+        })).collect::<Vec<_>>(),
     })
 }
 
 /// `samples.csv`: one row per sampled item (control id, item id, population size, seed,
-/// rank), the same bytes for the same inputs and seed.
+/// rank), the same bytes for the same inputs and seed. A retest's sample follows its
+/// control's under the control id the draw was keyed by (`CM-19/retest`); a manual
+/// control's items have no rank: every result recorded is tested.
 pub fn samples_csv(e: &Engagement) -> String {
     let mut out = String::from("control,item,population,seed,rank\n");
-    for t in &e.controls {
-        for d in &t.sample {
+    let mut rows = |control: &str, population: u64, sample: &[Drawn]| {
+        for d in sample {
             out.push_str(&format!(
                 "{},{},{},{},{}\n",
-                csv_field(&t.control),
+                csv_field(control),
                 csv_field(&d.item),
-                t.population.count,
+                population,
                 e.seed,
                 d.rank
             ));
+        }
+    };
+    for t in &e.controls {
+        rows(&t.control, t.population.count, &t.sample);
+        let retest = e
+            .deficiencies
+            .iter()
+            .find(|d| d.kind == DeficiencyKind::OperatingEffectiveness && d.subject == t.control)
+            .and_then(|d| d.retest.as_ref());
+        if let Some(r) = retest {
+            let key = format!("{}/retest", t.control);
+            rows(&key, r.population.count, &r.sample);
         }
     }
     out

@@ -61,6 +61,7 @@ pub enum RiskLevel {
 
 /// An inclusive range of sample sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Range {
     pub low: u64,
     pub high: u64,
@@ -202,8 +203,8 @@ impl Sampling {
                 Some(Frequency::PerChange) => {}
                 Some(f) => {
                     return Err(SamplingError::Plan(format!(
-                        "`attribute_sampling.{id}`: `{id}` is a {} control, not a per-change \
-                         one; its sample follows its frequency",
+                        "`attribute_sampling.{id}`: `{id}` has the frequency `{}`, not \
+                         per change; its sample follows its frequency",
                         f.as_str()
                     )))
                 }

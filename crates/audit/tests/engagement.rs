@@ -490,6 +490,7 @@ fn a_remediated_control_is_retested_on_what_happened_after_the_remediation() {
     assert_eq!(retest.exceptions, 0);
     assert_eq!(retest.conclusion, Conclusion::Effective);
     assert_eq!(d.status, Status::Remediated);
+    assert!(samples_csv(&e).contains("\nCM-06/retest,"));
     // Its draw is the documented one, keyed `CM-06/retest`.
     let again = audit::sampling::draw(42, "CM-06/retest", &retest.population.items, 25).unwrap();
     assert_eq!(again, retest.sample);

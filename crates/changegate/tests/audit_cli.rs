@@ -411,6 +411,7 @@ expected = 0
             "expected",
         ),
         ("sample_everything = true", "sample_everything"),
+        ("[sizes]\ndaily = { low = 2, high = 4, mid = 3 }", "mid"),
     ] {
         std::fs::write(&sampling, text).unwrap();
         let out = tmp.path().join("refused");
