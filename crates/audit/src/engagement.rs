@@ -166,6 +166,9 @@ pub struct ControlTest {
 pub struct Engagement {
     pub period: (String, String),
     pub seed: u64,
+    /// The draw's algorithm and version (`changegate-sample-v1`).
+    #[serde(default)]
+    pub algorithm: String,
     pub controls: Vec<ControlTest>,
     pub design_deficiencies: Vec<DesignDeficiency>,
     pub deficiencies: Vec<Deficiency>,
@@ -373,6 +376,7 @@ pub fn run(
     Ok(Engagement {
         period: plan.period.clone(),
         seed: plan.seed,
+        algorithm: crate::sampling::ALGORITHM.into(),
         controls,
         design_deficiencies,
         deficiencies,
@@ -805,6 +809,7 @@ pub fn summary(e: &Engagement) -> serde_json::Value {
     serde_json::json!({
         "period": {"from": e.period.0, "to": e.period.1},
         "seed": e.seed,
+        "algorithm": e.algorithm,
         "controls": controls,
         "design_deficiencies": e.design_deficiencies,
         "deficiencies": e.deficiencies.iter().map(|d| serde_json::json!({

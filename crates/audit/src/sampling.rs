@@ -22,6 +22,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The name and version of the draw, the first input of every rank.
+pub const ALGORITHM: &str = "changegate-sample-v1";
+
 /// How often a control operates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -385,7 +388,7 @@ pub struct Drawn {
 pub fn rank(seed: u64, control: &str, item: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
-        "changegate-sample-v1".as_bytes(),
+        ALGORITHM.as_bytes(),
         seed.to_string().as_bytes(),
         control.as_bytes(),
         item.as_bytes(),

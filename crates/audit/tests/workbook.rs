@@ -501,6 +501,7 @@ fn synthetic(events: usize, controls: &[&str]) -> (Catalog, Engagement) {
     let e = Engagement {
         period: ("2026-01-01".into(), "2026-12-31".into()),
         seed,
+        algorithm: audit::sampling::ALGORITHM.into(),
         controls: tests,
         design_deficiencies: vec![],
         deficiencies: vec![],

@@ -423,3 +423,84 @@ expected = 0
         assert!(!out.exists());
     }
 }
+
+/// BR-25: the same seed written two ways draws the same sample; the same seed over a
+/// population that changed since is labelled a new sample, not a rerun.
+#[test]
+fn a_rerun_over_a_changed_population_is_labelled_a_new_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repository(&repo);
+    let data = tmp.path().join("data");
+    let o = run(&[
+        "users",
+        "add",
+        "olivia",
+        "--role",
+        "auditor",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let audit = |name: &str, seed: &str| {
+        let out = tmp.path().join(name);
+        let o = run(&[
+            "audit",
+            "--from",
+            "2026-05-01",
+            "--to",
+            "2026-05-31",
+            "--seed",
+            seed,
+            "--repo",
+            repo.to_str().unwrap(),
+            "--branch",
+            "main",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+        let codes: Vec<String> = summary["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["code"].as_str().unwrap().to_string())
+            .collect();
+        (read(&out.join("samples.csv")), codes, summary)
+    };
+    let (first, codes, summary) = audit("first", "20261204");
+    assert!(codes.is_empty(), "{codes:?}");
+    assert_eq!(summary["algorithm"], "changegate-sample-v1");
+    // The same seed with a leading zero is the same number: the same sample, a rerun.
+    let (again, codes, _) = audit("again", "020261204");
+    assert_eq!(first, again);
+    assert!(codes.is_empty(), "{codes:?}");
+
+    // A late change lands in the period: the population changed.
+    git(
+        &repo,
+        &["commit", "-q", "--allow-empty", "-m", "late"],
+        "2026-05-30T12:00:00Z",
+    );
+    let (_, codes, summary) = audit("late", "20261204");
+    assert!(
+        codes.contains(&"population_changed_since_earlier_run".to_string()),
+        "{codes:?}"
+    );
+    let message = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == "population_changed_since_earlier_run")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("CM-16") && message.contains("new sample"),
+        "{message}"
+    );
+}

@@ -344,6 +344,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     e.warnings.extend(engagement::update_warnings(&e, &updates));
+    if let Some(dir) = &args.data {
+        // The same period and seed drawn again: the same sample only over the same
+        // populations. Say so when they changed, so that nobody takes a new sample for a
+        // rerun of the earlier one.
+        let earlier =
+            super::package::earlier_runs(dir, args.database_url.as_deref(), &e.period, e.seed)?;
+        if let Some(run) = earlier.last() {
+            let changed: Vec<&str> = e
+                .controls
+                .iter()
+                .filter(|t| run.populations.get(&t.control) != Some(&t.population.sha256))
+                .map(|t| t.control.as_str())
+                .collect();
+            if !changed.is_empty() || run.algorithm != e.algorithm {
+                e.warnings.push(engagement::Warning {
+                    code: "population_changed_since_earlier_run".into(),
+                    message: format!(
+                        "an earlier audit of this period with seed {} (sealed at ledger entry \
+                         {}) drew from other populations for {}: these samples are a new \
+                         sample, not a rerun of that one",
+                        e.seed,
+                        run.seal,
+                        if changed.is_empty() {
+                            format!("every control (algorithm `{}`)", run.algorithm)
+                        } else {
+                            changed.join(", ")
+                        }
+                    ),
+                });
+            }
+        }
+    }
 
     for w in &e.warnings {
         eprintln!("warning: {}", w.message);

@@ -182,6 +182,8 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
             payload: serde_json::json!({
                 "period": engagement["period"],
                 "seed": engagement["seed"],
+                "algorithm": engagement["algorithm"],
+                "populations": populations(&engagement),
                 "entries": chosen.len(),
                 "entries_sha256": digest,
                 "results": results,
@@ -274,6 +276,79 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
     let mut bytes = serde_json::to_vec_pretty(&manifest)?;
     bytes.push(b'\n');
     write_file(&dir.join(MANIFEST), &bytes)
+}
+
+/// Each control's population hash, by control id.
+fn populations(engagement: &Value) -> BTreeMap<String, String> {
+    engagement["controls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c["control"].as_str()?.to_string(),
+                c["population"]["sha256"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// An earlier audit of the same period with the same seed, as its seal recorded it.
+pub struct EarlierRun {
+    pub seal: u64,
+    pub algorithm: String,
+    /// Population hash by control id.
+    pub populations: BTreeMap<String, String>,
+}
+
+/// The audits sealed in the ledger of `data` for this period and seed, oldest first.
+pub fn earlier_runs(
+    data: &Path,
+    url: Option<&str>,
+    period: &(String, String),
+    seed: u64,
+) -> anyhow::Result<Vec<EarlierRun>> {
+    let store = store::open_existing(data, url)
+        .with_context(|| format!("cannot open the records in `{}`", data.display()))?;
+    let mut out = Vec::new();
+    let mut failure = None;
+    store.for_each_entry(0, &mut |e| {
+        let Ok(h) = serde_json::from_slice::<Head>(e.bytes) else {
+            return true;
+        };
+        if h.kind != SEAL_KIND {
+            return true;
+        }
+        match ledger::decode_entry(e.bytes) {
+            Ok(entry) => {
+                let p = &entry.payload;
+                let same = p["period"] == serde_json::json!([period.0, period.1])
+                    && p["seed"].as_u64() == Some(seed);
+                if same {
+                    let populations = p["populations"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect();
+                    out.push(EarlierRun {
+                        seal: entry.seq,
+                        algorithm: p["algorithm"].as_str().unwrap_or_default().to_string(),
+                        populations,
+                    });
+                }
+                true
+            }
+            Err(err) => {
+                failure = Some(anyhow::anyhow!("entry {} cannot be read: {err}", e.seq));
+                false
+            }
+        }
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// The fields of an entry that decide whether the package holds it; the rest is skipped.
