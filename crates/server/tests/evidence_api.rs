@@ -800,6 +800,24 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
     let naive = json!({"from": "2026-01-01 00:00:00", "to": fmt(app.now()), "seed": 1});
     let (status, _) = app.post("olivia", "/api/v1/audit/engagements", naive).await;
     assert_eq!(status, 422);
+    // BR-25: a seed is a number; written as a string it is refused, never read another way.
+    let text_seed = json!({"from": "2026-01-01", "to": "2026-01-31", "seed": "7"});
+    let (status, _) = app
+        .post("olivia", "/api/v1/audit/engagements", text_seed)
+        .await;
+    assert_eq!(status, 422);
+    let (status, v) = app
+        .post(
+            "olivia",
+            "/api/v1/audit/engagements",
+            json!(["2026-01-01", "2026-01-31", 7]),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_request")),
+        "{v}"
+    );
 
     // The workbook, the OSCAL document, the report and every result, over HTTP.
     let tailored = json!({"from": fmt(app.now() - Duration::days(30)),

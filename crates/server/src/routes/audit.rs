@@ -57,6 +57,19 @@ fn independent(user: &store::User, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A request body that must be a JSON object (serde would also take an array of the
+/// fields in order).
+fn object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(ApiError::from_json)?;
+    if !value.is_object() {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value).map_err(ApiError::from_json)
+}
+
 /// The start of a long value, for an error message.
 fn shown(value: &str) -> String {
     match value.char_indices().nth(80) {
@@ -99,7 +112,7 @@ pub async fn record(
         ));
     }
     independent(&user, "record audit results")?;
-    let request: ResultRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let request: ResultRequest = object(&body)?;
     for (field, value, limit) in [
         ("control", &request.control, NAME_LIMIT),
         ("item", &request.item, NAME_LIMIT),
@@ -272,7 +285,7 @@ pub async fn update_deficiency(
         return Err(forbidden(&user.name, "record anything about a deficiency"));
     }
     independent(&user, "record anything about a deficiency")?;
-    let request: UpdateRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let request: UpdateRequest = object(&body)?;
     let mut update = audit::deficiency::DeficiencyUpdate {
         deficiency: request.deficiency,
         from: request.from,
@@ -555,7 +568,7 @@ pub async fn engage(
             ))
         }
     };
-    let req: EngagementRequest = serde_json::from_slice(&body).map_err(ApiError::from_json)?;
+    let req: EngagementRequest = object(&body)?;
     let from = audit::engagement::period_bound("`from`", &req.from, false)
         .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
     let to = audit::engagement::period_bound("`to`", &req.to, true)
