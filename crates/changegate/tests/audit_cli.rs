@@ -503,4 +503,34 @@ fn a_rerun_over_a_changed_population_is_labelled_a_new_sample() {
         message.contains("CM-16") && message.contains("new sample"),
         "{message}"
     );
+
+    // On a read-only copy: no package, and nothing written to the ledger.
+    let ledger = || {
+        let o = run(&["verify", "--data", data.to_str().unwrap()]);
+        String::from_utf8_lossy(&o.stdout)
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let before = ledger();
+    assert!(before.starts_with("ledger intact"), "{before}");
+    let out = tmp.path().join("readonly");
+    let o = run(&[
+        "audit",
+        "--from",
+        "2026-05-01",
+        "--to",
+        "2026-05-31",
+        "--seed",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--no-package",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("summary.json").is_file() && !out.join("package").exists());
+    assert_eq!(ledger(), before);
 }

@@ -62,6 +62,10 @@ pub struct Args {
     /// also the time the OSCAL document says it was generated.
     #[arg(long)]
     as_of: Option<String>,
+    /// Write no evidence package (and so record no seal in the ledger), for a read-only
+    /// copy of the data directory.
+    #[arg(long)]
+    no_package: bool,
     /// The organization whose controls are tested, as the OSCAL document names it.
     #[arg(long, default_value = "The service organization")]
     organization: String,
@@ -451,7 +455,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &staging.join("risk-control-matrix.csv"),
             matrix_csv(&catalog),
         )?;
-        if let Some(dir) = &args.data {
+        if let Some(dir) = args.data.as_ref().filter(|_| !args.no_package) {
             super::package::write(&staging, dir, args.database_url.as_deref())
                 .context("cannot write the evidence package")?;
         }

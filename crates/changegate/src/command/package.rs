@@ -195,8 +195,9 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
         Some(Ok(w)) => w,
         Some(Err(e)) => {
             return Err(anyhow::Error::new(e).context(
-                "cannot seal the evidence package in the ledger (the audit records one entry: \
-                 the data directory must be writable)",
+                "cannot seal the evidence package in the ledger (the audit records one entry, \
+                 so the data directory must be writable; on a read-only copy, audit with \
+                 --no-package)",
             ))
         }
         None => anyhow::bail!("the store returned no result for the seal"),
