@@ -98,6 +98,11 @@ fn openapi_document_lists_every_path(backend: Backend) {
         ("/api/v1/ledger/proof/inclusion", "get"),
         ("/api/v1/ledger/proof/consistency", "get"),
         ("/api/v1/ledger/entries/{seq}", "get"),
+        ("/api/v1/audit/results", "post"),
+        ("/api/v1/audit/results", "get"),
+        ("/api/v1/audit/engagements", "post"),
+        ("/api/v1/audit/deficiencies", "post"),
+        ("/api/v1/audit/deficiencies", "get"),
     ];
     for (path, method) in expected {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
