@@ -710,3 +710,17 @@ fn management_records_performances_and_only_an_auditors_test_concludes() {
         access.note
     );
 }
+
+#[test]
+fn deviation_rates_read_back_from_json_exactly() {
+    // Rates such as 4/26 came back one unit off in the last place without exact float
+    // parsing, and a package then failed its own reperformance.
+    for (k, n) in [(4u32, 26u32), (3, 26), (1, 23), (4, 25), (7, 59), (1, 3)] {
+        let rate = f64::from(k) / f64::from(n);
+        let text = serde_json::to_string(&rate).unwrap();
+        let back: f64 = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.to_bits(), rate.to_bits(), "{k}/{n}: {text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value, serde_json::json!(rate), "{k}/{n}");
+    }
+}
