@@ -413,3 +413,74 @@ fn results_that_the_package_does_not_support_are_caught_by_reperformance() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("differ"), "{text}");
 }
+
+/// What was recorded after `--as-of` takes no part in an engagement judged then, and its
+/// package reperforms all the same.
+#[test]
+fn an_engagement_as_of_an_earlier_instant_leaves_out_what_was_recorded_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("D");
+    assert!(run(&["demo", "--data", data.to_str().unwrap()])
+        .status
+        .success());
+    // A change record imported today, opened in the quarter.
+    let csv = tmp.path().join("change_request.csv");
+    std::fs::write(
+        &csv,
+        "number,short_description,opened_at,work_start\nCHG9,Late,2026-08-01 10:00:00,\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "import",
+        "changes",
+        csv.to_str().unwrap(),
+        "--format",
+        "servicenow",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let audit = |name: &str, as_of: Option<&str>| {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "audit",
+            "--from",
+            "2026-07-01",
+            "--to",
+            "2026-09-30",
+            "--seed",
+            "5",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(t) = as_of {
+            args.extend(["--as-of", t]);
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary: Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        (out, summary)
+    };
+    let (_, now) = audit("NOW", None);
+    assert_eq!(now["imported_changes"]["population"], 1);
+    let (out, then) = audit("THEN", Some("2026-10-01T00:00:00Z"));
+    assert_eq!(then["imported_changes"]["population"], 0);
+    let warned = then["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == "recorded_after_as_of")
+        .expect("a warning about what was left out");
+    assert!(
+        warned["message"]
+            .as_str()
+            .unwrap()
+            .contains("evidence.change_record"),
+        "{warned}"
+    );
+    let (code, text) = verify(&out, &[]);
+    assert_eq!(code, 0, "{text}");
+}

@@ -53,6 +53,12 @@ pub struct State {
     /// Change records imported from other tools, each at its latest version, in the order
     /// first imported.
     pub imported: Vec<evidence::records::ImportedChange>,
+    /// Users as the ledger's user events describe them, by name.
+    pub recorded_users: BTreeMap<String, RecordedUser>,
+    /// Entries recorded after this instant are left out (see [`Projection::as_of`]).
+    until: Option<time::OffsetDateTime>,
+    /// How many entries of each kind were left out for being recorded after `until`.
+    pub left_out: BTreeMap<String, u64>,
     /// Where each imported change (format, source id) is in `imported`.
     imported_at: HashMap<(evidence::records::Format, String), usize>,
     /// Artifact (lower case) → changes that name it in a deployment approval or an
@@ -404,7 +410,26 @@ pub struct Projection {
     state: Mutex<State>,
 }
 
+/// A user as the ledger's user events describe them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedUser {
+    pub roles: Vec<String>,
+    pub machine: bool,
+    pub active: bool,
+}
+
 impl Projection {
+    /// A projection of the entries recorded up to `until` (by their ledger time), as the
+    /// ledger stood then: for judging an engagement as of an earlier instant.
+    pub fn as_of(until: time::OffsetDateTime) -> Projection {
+        Projection {
+            state: Mutex::new(State {
+                until: Some(until),
+                ..State::default()
+            }),
+        }
+    }
+
     /// Runs `f` on the state once it holds every entry committed before this call: it
     /// reads the entries appended since the last catch-up, unless a catch-up that began
     /// after this call was made (by a concurrent read) already did.
@@ -424,6 +449,21 @@ fn catch_up(state: &mut State, store: &dyn Store) -> Result<(), StoreError> {
     let started = Instant::now();
     store.for_each_indexed(from, &mut |stored, columns| {
         let kind = columns.kind;
+        if let Some(until) = state.until {
+            let later =
+                domain::action::parse_instant("time", columns.time).map_or(true, |t| t > until);
+            if later {
+                *state.left_out.entry(kind.to_string()).or_default() += 1;
+                state.next = stored.seq + 1;
+                return true;
+            }
+        }
+        if kind == "user.added" || kind == "user.deactivated" {
+            if let Err(e) = record_user(state, stored.bytes) {
+                failure = Some(StoreError::Corrupt(format!("entry {}: {e}", stored.seq)));
+                return false;
+            }
+        }
         let about_changes = kind.starts_with("change.")
             || kind.starts_with("evidence.")
             || kind == MANUAL_RESULT_KIND
@@ -448,6 +488,35 @@ fn catch_up(state: &mut State, store: &dyn Store) -> Result<(), StoreError> {
             Ok(())
         }
     }
+}
+
+/// Folds a user event into the users the ledger describes.
+fn record_user(state: &mut State, bytes: &[u8]) -> Result<(), String> {
+    let entry = ledger::decode_entry(bytes).map_err(|e| e.to_string())?;
+    let name = entry.payload["name"]
+        .as_str()
+        .ok_or("a user event without a name")?
+        .to_string();
+    if entry.kind == "user.added" {
+        let roles = entry.payload["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect();
+        let machine = entry.payload["machine"].as_bool().unwrap_or(false);
+        state.recorded_users.insert(
+            name,
+            RecordedUser {
+                roles,
+                machine,
+                active: true,
+            },
+        );
+    } else if let Some(u) = state.recorded_users.get_mut(&name) {
+        u.active = false;
+    }
+    Ok(())
 }
 
 fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {

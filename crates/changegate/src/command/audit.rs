@@ -20,7 +20,7 @@ use evidence::git::Range;
 use evidence::records::ImportedChange;
 use time::OffsetDateTime;
 
-use super::reconcile::{fmt, git_events, load_records, out_of_order_warning, parse_bound, Warning};
+use super::reconcile::{fmt, git_events, out_of_order_warning, parse_bound, Warning};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -237,33 +237,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut updates = Vec::new();
     let records = match &args.data {
         Some(dir) => {
+            // The ledger as it stood at --as-of: what was recorded later is left out.
             let LedgerFacts {
                 events: recorded,
                 imported: records,
                 manual: results,
                 deficiency_updates,
                 checkpoint,
-            } = ledger_events(dir, args.database_url.as_deref(), &rules)?;
-            // Only what was recorded by the time the engagement is judged.
-            let (kept, later): (Vec<_>, Vec<_>) = deficiency_updates.into_iter().partition(|u| {
-                domain::action::parse_instant("recorded_at", &u.recorded_at)
-                    .is_ok_and(|t| t <= as_of)
-            });
-            updates = kept;
-            let about_period: Vec<_> = later
-                .iter()
-                .filter(|u| audit::deficiency::same_period(u, &(fmt(from), fmt(to))))
-                .collect();
-            if !about_period.is_empty() {
+                records: ledger_records,
+                left_out,
+            } = ledger_events(dir, args.database_url.as_deref(), &rules, as_of)?;
+            updates = deficiency_updates;
+            if !left_out.is_empty() {
+                let total: u64 = left_out.values().sum();
+                let kinds: Vec<String> = left_out
+                    .iter()
+                    .map(|(kind, n)| format!("{n} {kind}"))
+                    .collect();
                 warnings.push(Warning {
-                    code: "deficiency_update_after_as_of",
+                    code: "recorded_after_as_of",
                     message: format!(
-                        "{} update(s) about this period's deficiencies were recorded after \
-                         --as-of ({}) and are not used (the first by {} at {})",
-                        about_period.len(),
+                        "{total} ledger entries recorded after --as-of ({}) are left out: {}",
                         fmt(as_of),
-                        about_period[0].recorded_by,
-                        about_period[0].recorded_at
+                        kinds.join(", ")
                     ),
                 });
             }
@@ -289,7 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 dir.display()
             ));
             events.extend(in_period);
-            load_records(dir, args.database_url.as_deref())?
+            ledger_records
         }
         None => Default::default(),
     };
@@ -352,8 +348,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // The same period and seed drawn again: the same sample only over the same
         // populations. Say so when they changed, so that nobody takes a new sample for a
         // rerun of the earlier one.
-        let earlier =
-            super::package::earlier_runs(dir, args.database_url.as_deref(), &e.period, e.seed)?;
+        let earlier = super::package::earlier_runs(
+            dir,
+            args.database_url.as_deref(),
+            &e.period,
+            e.seed,
+            as_of,
+        )?;
         if let Some(run) = earlier.last() {
             let changed: Vec<&str> = e
                 .controls
@@ -547,19 +548,36 @@ fn ledger_events(
     dir: &Path,
     url: Option<&str>,
     rules: &audit::Rules,
+    as_of: OffsetDateTime,
 ) -> anyhow::Result<LedgerFacts> {
     let store = store::open_existing(dir, url)
         .with_context(|| format!("cannot open the records in `{}`", dir.display()))?;
-    let projection = server::projection::Projection::default();
-    let (events, imported, manual, deficiency_updates) = projection
+    let projection = server::projection::Projection::as_of(as_of);
+    let (events, imported, manual, deficiency_updates, records, left_out) = projection
         .read(store.as_ref(), |s| {
             let mut events = s.production_events(rules);
             events.extend(s.lifecycle_deployments(&events, rules));
+            let users = s
+                .recorded_users
+                .iter()
+                .map(|(name, u)| {
+                    (
+                        name.clone(),
+                        audit::UserFacts {
+                            roles: u.roles.clone(),
+                            machine: u.machine,
+                            active: u.active,
+                        },
+                    )
+                })
+                .collect();
             (
                 events,
                 s.imported.clone(),
                 s.manual_results.clone(),
                 s.deficiency_updates.clone(),
+                (s.changes.clone(), s.evidence.clone(), users),
+                s.left_out.clone(),
             )
         })
         .context("cannot read the ledger")?;
@@ -576,6 +594,8 @@ fn ledger_events(
         imported,
         manual,
         deficiency_updates,
+        records,
+        left_out,
         checkpoint,
     })
 }
@@ -586,6 +606,10 @@ struct LedgerFacts {
     imported: Vec<ImportedChange>,
     manual: Vec<ManualResult>,
     deficiency_updates: Vec<audit::deficiency::DeficiencyUpdate>,
+    /// The change records, the evidence and the users.
+    records: super::reconcile::Records,
+    /// Entries left out for being recorded after --as-of, by kind.
+    left_out: std::collections::BTreeMap<String, u64>,
     /// The checkpoint read at, in words.
     checkpoint: String,
 }

@@ -302,12 +302,14 @@ pub struct EarlierRun {
     pub populations: BTreeMap<String, String>,
 }
 
-/// The audits sealed in the ledger of `data` for this period and seed, oldest first.
+/// The audits sealed in the ledger of `data` for this period and seed by `as_of`, oldest
+/// first.
 pub fn earlier_runs(
     data: &Path,
     url: Option<&str>,
     period: &(String, String),
     seed: u64,
+    as_of: time::OffsetDateTime,
 ) -> anyhow::Result<Vec<EarlierRun>> {
     let store = store::open_existing(data, url)
         .with_context(|| format!("cannot open the records in `{}`", data.display()))?;
@@ -323,7 +325,10 @@ pub fn earlier_runs(
         match ledger::decode_entry(e.bytes) {
             Ok(entry) => {
                 let p = &entry.payload;
-                let same = p["period"] == serde_json::json!([period.0, period.1])
+                let by_then =
+                    domain::action::parse_instant("time", &entry.time).is_ok_and(|t| t <= as_of);
+                let same = by_then
+                    && p["period"] == serde_json::json!([period.0, period.1])
                     && p["seed"].as_u64() == Some(seed);
                 if same {
                     let populations = p["populations"]
@@ -663,8 +668,18 @@ fn check_contents(
             "`{PROOFS}` proves event {seq}, which is missing from `{EVENTS}`"
         ));
     }
-    let seal = check_seal(&entries, &leaves)?;
+    let seal = check_seal(&entries, &leaves)?.clone();
 
+    // The engagement was judged on the ledger as it stood at its `as_of`: entries the
+    // package holds that were recorded later take no part in it.
+    let inputs: Inputs = serde_json::from_slice(&files[INPUTS])
+        .map_err(|e| format!("`{INPUTS}` cannot be read: {e}"))?;
+    let as_of = domain::action::parse_instant("as_of", &inputs.as_of)
+        .map_err(|e| format!("`{INPUTS}`: {e}"))?;
+    let entries: Vec<ledger::Entry> = entries
+        .into_iter()
+        .filter(|e| domain::action::parse_instant("time", &e.time).is_ok_and(|t| t <= as_of))
+        .collect();
     let changes = reperform(&entries)?;
     let engagement: Value = serde_json::from_slice(&files["engagement.json"])
         .map_err(|e| format!("`engagement.json` cannot be read: {e}"))?;
