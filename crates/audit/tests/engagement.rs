@@ -724,3 +724,70 @@ fn deviation_rates_read_back_from_json_exactly() {
         assert_eq!(value, serde_json::json!(rate), "{k}/{n}");
     }
 }
+
+#[test]
+fn calendar_controls_are_due_in_each_calendar_quarter_not_in_equal_slices() {
+    let catalog = Catalog::default();
+    let sampling = Sampling::default();
+    let mut p = plan(&catalog, &sampling, 3);
+    p.period = ("2026-01-01T00:00:00Z".into(), "2026-12-31T23:59:59Z".into());
+    p.as_of = "2027-01-10T00:00:00Z".into();
+    // 31 March, 1 July, 1 October, 1 December: nothing in April, May or June.
+    let reviews: Vec<_> = [
+        "2026-03-31T10:00:00Z",
+        "2026-07-01T10:00:00Z",
+        "2026-10-01T10:00:00Z",
+        "2026-12-01T10:00:00Z",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, at)| manual("CM-14", &format!("review-{i}"), AttributeResult::Pass, at))
+    .collect();
+    let e = run(&p, &period(), &[], &reviews, &[]).unwrap();
+    let access = control(&e, "CM-14");
+    assert_eq!(access.conclusion, Conclusion::Deficient);
+    let note = access.note.as_deref().unwrap();
+    assert!(
+        note.contains("2026-04-01T00:00:00Z to 2026-06-30T23:59:59Z"),
+        "{note}"
+    );
+
+    // A period that starts mid-quarter: only the quarters wholly inside it are due.
+    p.period = ("2026-02-15T00:00:00Z".into(), "2026-09-30T23:59:59Z".into());
+    let q2q3: Vec<_> = ["2026-05-10T10:00:00Z", "2026-08-10T10:00:00Z"]
+        .iter()
+        .map(|at| manual("CM-14", at, AttributeResult::Pass, at))
+        .collect();
+    let e = run(&p, &period(), &[], &q2q3, &[]).unwrap();
+    assert_eq!(control(&e, "CM-14").conclusion, Conclusion::Effective);
+    // A monthly control's months are calendar months.
+    let tailoring = Tailoring {
+        changed: [(
+            "CM-14".to_string(),
+            audit::catalog::ControlChange {
+                frequency: Some(audit::sampling::Frequency::Monthly),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Tailoring::default()
+    };
+    let monthly = Catalog::default().tailored(&tailoring).unwrap();
+    let mut p = plan(&monthly, &sampling, 3);
+    p.period = ("2026-08-01T00:00:00Z".into(), "2026-09-30T23:59:59Z".into());
+    p.as_of = "2027-01-10T00:00:00Z".into();
+    let august = [manual(
+        "CM-14",
+        "aug",
+        AttributeResult::Pass,
+        "2026-08-31T23:59:59Z",
+    )];
+    let e = run(&p, &period(), &[], &august, &[]).unwrap();
+    let note = control(&e, "CM-14").note.clone().unwrap();
+    assert!(
+        note.contains("2 performance(s) due")
+            && note.contains("2026-09-01T00:00:00Z to 2026-09-30T23:59:59Z"),
+        "{note}"
+    );
+}

@@ -218,62 +218,100 @@ fn manual_results(recorded: &[&ManualResult]) -> ManualTested {
     }
 }
 
-/// How many times a calendar control must be performed in a period of so many days.
-fn performances_due(frequency: Frequency, days: i64) -> Option<i64> {
-    let every = match frequency {
-        Frequency::Annual => 365,
-        Frequency::Quarterly => 91,
-        Frequency::Monthly => 30,
-        Frequency::Weekly => 7,
-        Frequency::Daily => 1,
+/// The calendar units a control of this frequency is performed in (days, ISO weeks from
+/// Monday, months, quarters, years, in UTC) that lie wholly inside `from..=to`, each as its
+/// first and last second; the whole period when none does (a quarter of a period that
+/// starts mid-quarter, a fiscal year for an annual control). `None` for a control that
+/// has no calendar.
+fn calendar_parts(
+    frequency: Frequency,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Option<Vec<(OffsetDateTime, OffsetDateTime)>> {
+    use time::{Date, Month};
+    let first_of = |d: Date, months: u8| -> Date {
+        let m = d.month() as u8;
+        let start = (m - 1) / months * months + 1;
+        Date::from_calendar_date(
+            d.year(),
+            Month::try_from(start).unwrap_or(Month::January),
+            1,
+        )
+        .unwrap_or(d)
+    };
+    let add_months = |d: Date, months: u8| -> Date {
+        let total = d.month() as i32 - 1 + i32::from(months);
+        let year = d.year() + total.div_euclid(12);
+        let month = Month::try_from((total.rem_euclid(12) + 1) as u8).unwrap_or(Month::January);
+        Date::from_calendar_date(year, month, 1).unwrap_or(d)
+    };
+    // A calendar unit: so many days (a week starts on Monday), or so many months (a
+    // quarter or a year starts in a month that is a multiple of it, plus one).
+    let (days, months): (i64, u8) = match frequency {
+        Frequency::Daily => (1, 0),
+        Frequency::Weekly => (7, 0),
+        Frequency::Monthly => (0, 1),
+        Frequency::Quarterly => (0, 3),
+        Frequency::Annual => (0, 12),
         Frequency::MultipleTimesADay | Frequency::PerChange => return None,
     };
-    // Whole units of the frequency in the period, at least one: a year holds 4 quarters,
-    // 12 months (of 30 days), 52 weeks.
-    Some((days / every).max(1))
+    let start_of = |d: Date| match (days, months) {
+        (7, _) => d - time::Duration::days(i64::from(d.weekday().number_days_from_monday())),
+        (_, 0) => d,
+        (_, n) => first_of(d, n),
+    };
+    let next = |d: Date| match months {
+        0 => d + time::Duration::days(days),
+        n => add_months(d, n),
+    };
+    let mut parts = Vec::new();
+    let mut unit = start_of(from.date());
+    while unit <= to.date() {
+        let following = next(unit);
+        let start = unit.midnight().assume_utc();
+        let end = following.midnight().assume_utc() - time::Duration::seconds(1);
+        if start >= from && end <= to {
+            parts.push((start, end));
+        }
+        unit = following;
+    }
+    if parts.is_empty() {
+        parts.push((from, to));
+    }
+    Some(parts)
 }
 
-/// Why a calendar control is overdue in the period: the period is cut into as many equal
-/// parts as the frequency calls for (4 for a quarterly control over a year), and a part
-/// over by the time the engagement is judged in which no performance was recorded is
-/// overdue.
+/// Why a calendar control is overdue in the period: each calendar unit of its frequency
+/// wholly inside the period (each quarter for a quarterly control) needs a performance, and
+/// one over by the time the engagement is judged with none recorded is overdue.
 fn overdue(control: &Control, plan: &Plan<'_>, recorded: &[&ManualResult]) -> Option<String> {
     let parse = |t: &str| domain::action::parse_instant("period", t).ok();
     let (from, to) = (parse(&plan.period.0)?, parse(&plan.period.1)?);
     let as_of = parse(&plan.as_of);
-    let days = ((to - from).whole_seconds() + 86_399) / 86_400;
-    let due = performances_due(control.frequency, days)?;
-    let span = (to - from) / due as f64;
-    let performed: Vec<time::OffsetDateTime> = recorded
+    let parts = calendar_parts(control.frequency, from, to)?;
+    let performed: Vec<OffsetDateTime> = recorded
         .iter()
         .filter_map(|m| parse(&m.performed_at))
+        .map(super::whole_second)
         .collect();
     let mut missing = Vec::new();
-    for k in 0..due {
-        let start = from + span * k as f64;
-        let last = k + 1 == due;
-        let end = if last {
-            to
-        } else {
-            from + span * (k + 1) as f64
-        };
-        let done = performed
-            .iter()
-            .any(|t| *t >= start && (*t < end || (last && *t <= end)));
-        let over = as_of.is_none_or(|now| end <= now);
+    for (start, end) in &parts {
+        let done = performed.iter().any(|t| t >= start && t <= end);
+        let over = as_of.is_none_or(|now| *end <= now);
         if !done && over {
             missing.push(format!(
                 "{} to {}",
-                domain::action::format_instant(start),
-                domain::action::format_instant(end)
+                domain::action::format_instant(*start),
+                domain::action::format_instant(*end)
             ));
         }
     }
     (!missing.is_empty()).then(|| {
         format!(
-            "{} control: {due} performance(s) due in the period, none recorded in {} of its \
+            "{} control: {} performance(s) due in the period, none recorded in {} of its \
              parts ({})",
             control.frequency.as_str(),
+            parts.len(),
             missing.len(),
             missing.join("; ")
         )
