@@ -204,17 +204,51 @@ fn a_generic_csv_imports_through_its_mapping(backend: Backend) {
 fn a_later_export_records_the_changes_that_changed(backend: Backend) {
     let env = DataEnv::new(backend);
     let csv = env.scratch().join("export.csv");
+    // CHG1 is closed in every export; whether it was implemented is what changes.
     let export = |rows: &str| {
         std::fs::write(
             &csv,
-            format!("number,short_description,opened_at,work_start\n{rows}"),
+            format!("number,short_description,opened_at,work_start,closed_at\n{rows}"),
         )
         .expect("write the export");
     };
-    export(
-        "CHG1,Patch,2024-01-01 10:00:00,\n\
-         CHG2,Upgrade,2024-01-02 10:00:00,2024-01-03 10:00:00\n",
-    );
+    let chg1 = |work_start: &str| {
+        format!("CHG1,Patch,2024-01-01 10:00:00,{work_start},2024-01-06 09:00:00\n")
+    };
+    let chg2 = "CHG2,Upgrade,2024-01-02 10:00:00,2024-01-03 10:00:00,\n";
+    let chg3 = "CHG3,New,2024-02-01 10:00:00,,\n";
+    let audited = |name: &str| -> Vec<String> {
+        let out = env.scratch().join(name);
+        let o = env.cli(&[
+            "audit",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-12-31",
+            "--seed",
+            "1",
+            "--no-package",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let imported: Value =
+            serde_json::from_slice(&std::fs::read(out.join("imported-changes.json")).unwrap())
+                .unwrap();
+        imported["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "CHG1")
+            .unwrap()["exceptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+
+    export(&format!("{}{chg2}", chg1("")));
     let first = import(&env, &csv, "servicenow", None);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     assert!(
@@ -222,15 +256,11 @@ fn a_later_export_records_the_changes_that_changed(backend: Backend) {
         "{:?}",
         lines(&first)
     );
-    assert!(entry(&env, "imported:servicenow:CHG1")["payload"]["record"]["actual_start"].is_null());
+    assert!(audited("a1").contains(&"not_implemented".to_string()));
 
-    // A month later CHG1 was implemented; CHG2 moved down a line but did not change; CHG3
-    // is new.
-    export(
-        "CHG3,New,2024-02-01 10:00:00,\n\
-         CHG2,Upgrade,2024-01-02 10:00:00,2024-01-03 10:00:00\n\
-         CHG1,Patch,2024-01-01 10:00:00,2024-01-05 09:00:00\n",
-    );
+    // A month later CHG1 shows its implementation; CHG2 moved down a line but did not
+    // change; CHG3 is new.
+    export(&format!("{chg3}{chg2}{}", chg1("2024-01-05 09:00:00")));
     let second = import(&env, &csv, "servicenow", None);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
     for line in [
@@ -249,38 +279,25 @@ fn a_later_export_records_the_changes_that_changed(backend: Backend) {
         "2024-01-05T09:00:00Z"
     );
     assert!(env.verify_summary().starts_with("ledger intact: 4 events"));
+    assert!(!audited("a2").contains(&"not_implemented".to_string()));
 
-    // The audit tests the latest version: CHG1 is implemented now.
-    let out = env.scratch().join("audit");
-    let o = env.cli(&[
-        "audit",
-        "--from",
-        "2024-01-01",
-        "--to",
-        "2024-12-31",
-        "--seed",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let imported: Value =
-        serde_json::from_slice(&std::fs::read(out.join("imported-changes.json")).unwrap()).unwrap();
-    assert_eq!(imported["population"], 3);
-    let chg1 = imported["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "CHG1")
-        .unwrap();
+    // The next export goes back to the first version of CHG1: that is the latest now.
+    export(&format!("{}{chg2}{chg3}", chg1("")));
+    let third = import(&env, &csv, "servicenow", None);
     assert!(
-        !chg1["exceptions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c == "not_implemented"),
-        "{chg1}"
+        has_line(&third, "changes updated (a newer version recorded): 1"),
+        "{:?}",
+        lines(&third)
     );
+    assert!(audited("a3").contains(&"not_implemented".to_string()));
+    // The same file again adds nothing.
+    let fourth = import(&env, &csv, "servicenow", None);
+    assert!(
+        has_line(&fourth, "changes already present: 3"),
+        "{:?}",
+        lines(&fourth)
+    );
+    assert!(env.verify_summary().starts_with("ledger intact: 5 events"));
 }
 
 fn a_file_that_cannot_be_read_exits_2_and_records_nothing(backend: Backend) {

@@ -2,12 +2,14 @@
 //! exported from another change system, so that an auditor can test them
 //! (`audit::imported`).
 //!
-//! Each change becomes one ledger entry of kind `evidence.change_record`, written once only
-//! under the subject `imported:<format>:<source id>@<digest>`, the digest being the first
-//! 16 hex digits of the SHA-256 of the record as read (without its line numbers):
-//! importing the same file again, or a later export that repeats a change unchanged, adds
-//! nothing; a later export in which a change differs records its newer version, which
-//! audits use from then on. Nothing is written when the file or the mapping cannot be read;
+//! Each change becomes one ledger entry of kind `evidence.change_record`. A change whose
+//! record, as read (without its line numbers), is the one recorded last for it adds
+//! nothing: importing the same file again, or a later export that repeats a change
+//! unchanged. One that differs from it is recorded as its newer version, which audits use
+//! from then on, even when it equals an older one (an export that went back). Each version
+//! is written once only, under the subject `imported:<format>:<source id>@<digest>~<digest
+//! of the version it follows>` (16 hex digits of SHA-256 each), so that two imports of the
+//! same file at once record it once. Nothing is written when the file or the mapping cannot be read;
 //! single bad rows are rejected, reported and skipped.
 //!
 //! Exit status: 0 when every row was imported or already present, 1 when a row was
@@ -79,15 +81,16 @@ pub fn run(args: ChangesArgs) -> anyhow::Result<ExitCode> {
         digest: &digest,
         zone: &report.zone,
     };
-    let known: std::collections::HashSet<String> = server::projection::Projection::default()
-        .read(store.as_ref(), |s| {
-            s.imported
-                .iter()
-                .filter(|r| r.format == format)
-                .map(|r| r.source_id.clone())
-                .collect()
-        })
-        .context("cannot read the changes imported before")?;
+    let known: std::collections::HashMap<String, String> =
+        server::projection::Projection::default()
+            .read(store.as_ref(), |s| {
+                s.imported
+                    .iter()
+                    .filter(|r| r.format == format)
+                    .map(|r| Ok((r.source_id.clone(), content_digest(r)?)))
+                    .collect::<anyhow::Result<_>>()
+            })
+            .context("cannot read the changes imported before")??;
     let counts = record(store.as_ref(), &source, imported.changes, &known)?;
     println!("changes imported: {}", counts.added);
     println!(
@@ -136,24 +139,50 @@ struct Counts {
     present: u64,
 }
 
-/// Writes the changes, once each version, in batches. `known` holds the source ids of the
-/// changes of this format imported before.
+/// The SHA-256 (16 hex digits) of a record as read, without the lines it was read from (a
+/// later export moves them).
+fn content_digest(change: &ImportedChange) -> anyhow::Result<String> {
+    let content = ImportedChange {
+        rows: Vec::new(),
+        ..change.clone()
+    };
+    let digest = hex::encode(Sha256::digest(serde_json::to_vec(&content)?));
+    Ok(digest[..16].to_string())
+}
+
+/// Writes the changes that differ from their last recorded version, in batches. `known`
+/// holds the digest of the last version of each change of this format imported before.
 fn record(
     store: &dyn store::Store,
     source: &Source<'_>,
     changes: Vec<ImportedChange>,
-    known: &std::collections::HashSet<String>,
+    known: &std::collections::HashMap<String, String>,
 ) -> anyhow::Result<Counts> {
     let now = crate::command::now_text();
     let mut counts = Counts::default();
     let mut changes = changes.into_iter().peekable();
     while changes.peek().is_some() {
-        let batch: Vec<ImportedChange> = changes.by_ref().take(BATCH).collect();
-        let seen: Vec<bool> = batch.iter().map(|c| known.contains(&c.source_id)).collect();
-        let writes: Vec<Write> = batch
-            .into_iter()
-            .map(|change| entry(source, &now, change))
-            .collect::<anyhow::Result<_>>()?;
+        let mut writes = Vec::new();
+        let mut seen = Vec::new();
+        for change in changes.by_ref().take(BATCH) {
+            let digest = content_digest(&change)?;
+            let last = known.get(&change.source_id);
+            if last == Some(&digest) {
+                counts.present += 1;
+                continue;
+            }
+            seen.push(last.is_some());
+            let subject = format!(
+                "imported:{}:{}@{digest}~{}",
+                source.format,
+                change.source_id,
+                last.map_or("none", String::as_str)
+            );
+            writes.push(entry(source, &now, change, subject)?);
+        }
+        if writes.is_empty() {
+            continue;
+        }
         for (result, seen) in store.apply(writes).into_iter().zip(seen) {
             match result {
                 Ok(_) if seen => counts.updated += 1,
@@ -166,19 +195,12 @@ fn record(
     Ok(counts)
 }
 
-fn entry(source: &Source<'_>, now: &str, change: ImportedChange) -> anyhow::Result<Write> {
-    // The record as read, without the lines it was read from (a later export moves them).
-    let content = ImportedChange {
-        rows: Vec::new(),
-        ..change.clone()
-    };
-    let digest = hex::encode(Sha256::digest(serde_json::to_vec(&content)?));
-    let subject = format!(
-        "imported:{}:{}@{}",
-        source.format,
-        change.source_id,
-        &digest[..16]
-    );
+fn entry(
+    source: &Source<'_>,
+    now: &str,
+    change: ImportedChange,
+    subject: String,
+) -> anyhow::Result<Write> {
     let payload = serde_json::json!({
         "source": {
             "format": source.format,
