@@ -209,14 +209,9 @@ fn a_removed_event_is_caught_by_proof_coverage_or_by_the_seal() {
     let removed: Value = serde_json::from_str(&lines.remove(5)).unwrap();
     write_lines(&events, &lines);
     fix_manifest(&package);
-    assert_broken(
-        &out,
-        &[],
-        &format!(
-            "proves event {}, which is missing from `events.jsonl`",
-            removed["seq"]
-        ),
-    );
+    // Its proof is still there: the two files no longer pair up.
+    assert!(removed["seq"].is_u64());
+    assert_broken(&out, &[], "`proofs.jsonl` line 6 is not its proof");
 
     // The event and its proof both removed: the seal the audit recorded in the ledger lists
     // every entry the package held.
@@ -483,4 +478,81 @@ fn an_engagement_as_of_an_earlier_instant_leaves_out_what_was_recorded_later() {
     );
     let (code, text) = verify(&out, &[]);
     assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn the_package_is_as_the_audit_wrote_it_and_the_outputs_beside_it_are_the_sealed_ones() {
+    let (_tmp, out) = audited();
+    let (code, text) = verify(&out, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("the outputs beside it are the sealed ones"),
+        "{text}"
+    );
+
+    // Outputs beside the package, edited.
+    for (name, edit) in [
+        ("report.html", "<p>all effective</p>"),
+        ("summary.json", " "),
+        ("assessment-results.json", " "),
+    ] {
+        let path = out.join(name);
+        let original = std::fs::read(&path).unwrap();
+        let mut changed = original.clone();
+        changed.extend_from_slice(edit.as_bytes());
+        std::fs::write(&path, &changed).unwrap();
+        assert_broken(&out, &[], &format!("`{name}` beside the package"));
+        std::fs::write(&path, &original).unwrap();
+    }
+
+    let package = out.join("package");
+    let tampered = |f: &dyn Fn(&mut Vec<String>, &mut Vec<String>)| {
+        let events_path = package.join("events.jsonl");
+        let proofs_path = package.join("proofs.jsonl");
+        let (events, proofs) = (read_lines(&events_path), read_lines(&proofs_path));
+        let (mut e, mut p) = (events.clone(), proofs.clone());
+        f(&mut e, &mut p);
+        write_lines(&events_path, &e);
+        write_lines(&proofs_path, &p);
+        fix_manifest(&package);
+        let result = verify(&out, &[]);
+        write_lines(&events_path, &events);
+        write_lines(&proofs_path, &proofs);
+        fix_manifest(&package);
+        result
+    };
+    // The seal moved to the front, with its proof.
+    let (code, text) = tampered(&|e, p| {
+        let (seal, proof) = (e.pop().unwrap(), p.pop().unwrap());
+        e.insert(0, seal);
+        p.insert(0, proof);
+    });
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("out of seq order"), "{text}");
+    // A leaf hash in capitals.
+    let (code, text) = tampered(&|e, _| {
+        let mut line: Value = serde_json::from_str(&e[3]).unwrap();
+        let upper = line["leaf_hash"].as_str().unwrap().to_uppercase();
+        line["leaf_hash"] = Value::String(upper);
+        e[3] = line.to_string();
+    });
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("leaf hash"), "{text}");
+    // Windows line ends.
+    let (code, text) = tampered(&|e, _| {
+        for l in e.iter_mut() {
+            l.push('\r');
+        }
+    });
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("carriage returns"), "{text}");
+
+    // A file the audit does not write, listed in the manifest.
+    std::fs::write(package.join("notes.txt"), "all good").unwrap();
+    fix_manifest(&package);
+    assert_broken(
+        &out,
+        &[],
+        "`notes.txt`, which is no file of an evidence package",
+    );
 }

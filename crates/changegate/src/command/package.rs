@@ -32,6 +32,15 @@ const RESULT_FILES: [&str; 5] = [
 ];
 /// What the engagement was computed from besides the ledger entries.
 const INPUTS: &str = "inputs.json";
+/// The audit's other outputs, beside the package: not copied into it, but sealed, so that
+/// `verify-package OUT` can tell whether they are the ones the audit wrote.
+const OUTPUT_FILES: [&str; 5] = [
+    "workpapers.xlsx",
+    "assessment-results.json",
+    "report.html",
+    "imported-changes.json",
+    "risk-control-matrix.csv",
+];
 
 /// `inputs.json`: the plan of the engagement and the inputs of its reconciliation that the
 /// ledger does not hold (the production change events read from git, the users, the
@@ -105,6 +114,7 @@ struct Manifest {
 /// `data`. Fails when the ledger does not agree with its own checkpoint: a package whose
 /// proofs do not hold would only mislead.
 pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<()> {
+    let results_dir = results;
     let dir = results.join("package");
     std::fs::create_dir(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     let mut written: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -171,6 +181,12 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
         .iter()
         .map(|(name, bytes)| (name.as_str(), hex::encode(Sha256::digest(bytes))))
         .collect();
+    let mut outputs: BTreeMap<&str, String> = BTreeMap::new();
+    for name in OUTPUT_FILES {
+        let bytes = std::fs::read(results_dir.join(name))
+            .with_context(|| format!("cannot read `{name}` to seal it"))?;
+        outputs.insert(name, hex::encode(Sha256::digest(&bytes)));
+    }
     let seal = store::Write {
         target: store::Target::None,
         entries: vec![store::NewEntry {
@@ -187,6 +203,7 @@ pub fn write(results: &Path, data: &Path, url: Option<&str>) -> anyhow::Result<(
                 "entries": chosen.len(),
                 "entries_sha256": digest,
                 "results": results,
+                "outputs": outputs,
             }),
         }],
         columns: None,
@@ -508,7 +525,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !dir.join(MANIFEST).is_file() {
         anyhow::bail!("`{}` holds no evidence package", args.dir.display());
     }
-    match check(&dir, pinned.as_ref())? {
+    // Given the audit's output directory, its files beside the package are checked too.
+    let beside = (dir != args.dir).then_some(args.dir.as_path());
+    let checked = match check(&dir, pinned.as_ref())? {
+        Ok(summary) => match beside.map(|out| check_outputs(out, &dir)).transpose()? {
+            Some(Err(problem)) => Err(problem),
+            Some(Ok(())) => Ok(format!(
+                "{summary}; the outputs beside it are the sealed ones"
+            )),
+            None => Ok(format!(
+                "{summary}; give the audit's output directory to check the outputs beside it"
+            )),
+        },
+        Err(problem) => Err(problem),
+    };
+    match checked {
         Ok(summary) => {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
@@ -518,6 +549,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Checks the files of the audit's output directory against the package: the result files
+/// are the package's copies, and the other outputs the ones its seal recorded.
+fn check_outputs(out: &Path, package: &Path) -> anyhow::Result<Result<(), String>> {
+    let seal_line = std::fs::read_to_string(package.join(EVENTS))
+        .with_context(|| format!("cannot read `{EVENTS}`"))?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<EventLine>(l).ok())
+        .filter_map(|l| ledger::decode_entry(l.canonical.as_bytes()).ok())
+        .find(|e| e.kind == SEAL_KIND);
+    let Some(seal) = seal_line else {
+        return Ok(Err(format!("`{EVENTS}` holds no seal")));
+    };
+    for name in RESULT_FILES {
+        let beside = std::fs::read(out.join(name));
+        let inside = std::fs::read(package.join(name))?;
+        if beside.as_ref().ok() != Some(&inside) {
+            return Ok(Err(format!(
+                "`{name}` beside the package is missing or not the package's copy"
+            )));
+        }
+    }
+    for name in OUTPUT_FILES {
+        let Some(sealed) = seal.payload["outputs"][name].as_str() else {
+            return Ok(Err(format!("the seal records no `{name}`")));
+        };
+        let digest = std::fs::read(out.join(name))
+            .map(|b| hex::encode(Sha256::digest(&b)))
+            .unwrap_or_default();
+        if digest != sealed {
+            return Ok(Err(format!(
+                "`{name}` beside the package is missing or not the one the seal (event {}) \
+                 recorded",
+                seal.seq
+            )));
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn parse_key(text: &str) -> anyhow::Result<VerifyingKey> {
@@ -565,6 +635,15 @@ fn check(dir: &Path, pinned: Option<&VerifyingKey>) -> anyhow::Result<Result<Str
                 "`{name}` is listed in the manifest but missing"
             )));
         }
+    }
+    let known: BTreeSet<&str> = RESULT_FILES
+        .into_iter()
+        .chain([EVENTS, PROOFS, CHECKPOINT])
+        .collect();
+    if let Some(name) = manifest.files.keys().find(|n| !known.contains(n.as_str())) {
+        return Ok(Err(format!(
+            "the manifest lists `{name}`, which is no file of an evidence package"
+        )));
     }
     if let Some(extra) = present.iter().find(|n| !manifest.files.contains_key(*n)) {
         return Ok(Err(format!(
@@ -615,10 +694,21 @@ fn check_contents(
         .map_err(|e| format!("the checkpoint's signature does not verify: {e}"))?;
 
     let mut proofs: BTreeMap<u64, Vec<ledger::Hash>> = BTreeMap::new();
+    // The files are as the audit writes them: one line per event, in seq order, each ended
+    // by a line feed.
+    for name in [EVENTS, PROOFS] {
+        if files[name].contains(&b'\r') {
+            return Err(format!(
+                "`{name}` holds carriage returns: its lines were rewritten"
+            ));
+        }
+    }
+    let mut order = Vec::new();
     for (n, line) in lines(&files[PROOFS]).enumerate() {
         let where_ = || format!("`{PROOFS}` line {}", n + 1);
         let p: ProofLine =
             serde_json::from_str(line).map_err(|e| format!("{} cannot be read: {e}", where_()))?;
+        order.push(p.seq);
         let hashes = p
             .proof
             .iter()
@@ -640,8 +730,18 @@ fn check_contents(
         if !seen.insert(e.seq) {
             return Err(format!("{at} is in the package twice"));
         }
+        if seen.last() != Some(&e.seq) {
+            return Err(format!("{at} is out of seq order"));
+        }
+        if order.get(n) != Some(&e.seq) {
+            return Err(format!(
+                "{at}: `{PROOFS}` line {} is not its proof: the two files list events in the \
+                 same order",
+                n + 1
+            ));
+        }
         let leaf = ledger::leaf_hash(e.canonical.as_bytes());
-        if ledger::parse_hash(&e.leaf_hash) != Some(leaf) {
+        if e.leaf_hash != hex::encode(leaf) {
             return Err(format!(
                 "{at}: its leaf hash is not the hash of its canonical bytes"
             ));
