@@ -394,3 +394,71 @@ fn ledger_only_skips_the_derived_tables(backend: Backend) {
     assert!(stdout.contains("tables not compared"), "{stdout}");
     assert_eq!(copy.verify().status.code(), Some(1));
 }
+
+/// A read-only copy of a data directory (a snapshot handed to an auditor) verifies without
+/// anything being written. Needs root, to hand the copy to another user, and `setpriv`.
+#[test]
+fn a_read_only_copy_verifies() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let setpriv = std::path::Path::new("/usr/bin/setpriv").exists();
+    if !root || !setpriv {
+        eprintln!("note: a_read_only_copy_verifies skipped: it needs root and /usr/bin/setpriv");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("D");
+    let demo = common::run_bin([
+        "demo".to_string(),
+        "--data".into(),
+        data.display().to_string(),
+    ]);
+    assert!(demo.status.success(), "{}", text(&demo.stderr));
+    // Handed over as a copy: the database file alone (closed cleanly), owned by nobody,
+    // in a directory nobody may write to.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for name in ["changegate.db", "ledger-signing.key"] {
+        std::fs::copy(data.join(name), copy.join(name)).unwrap();
+    }
+    let bin = tmp.path().join("changegate");
+    std::fs::copy(env!("CARGO_BIN_EXE_changegate"), &bin).unwrap();
+    let sh = |cmd: &str| {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
+    };
+    sh(&format!(
+        "chmod 755 {t} {b} && chown -R 65534:65534 {c} && chmod 555 {c} && chmod 444 {c}/changegate.db && chmod 400 {c}/ledger-signing.key",
+        t = tmp.path().display(),
+        b = bin.display(),
+        c = copy.display()
+    ));
+    let o = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["verify", "--data"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("ledger intact"),
+        "{}",
+        text(&o.stdout)
+    );
+    let left: Vec<String> = std::fs::read_dir(&copy)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left.len(),
+        2,
+        "nothing written beside the database: {left:?}"
+    );
+}

@@ -78,15 +78,28 @@ impl SqliteStore {
                 .context("cannot set the busy timeout")?;
             Ok(conn)
         };
-        let writer = open()?;
-        let tables: i64 = writer
-            .query_row(
+        let count_tables = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
                  AND name IN ('ledger_entries', 'ledger_head', 'checkpoints')",
                 [],
                 |r| r.get(0),
             )
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        };
+        // A database in WAL mode needs its shared-memory file to be read; in a directory
+        // nobody may write to (a read-only copy, a mounted snapshot), that file cannot be
+        // made, and nothing can change the database either: read it as immutable.
+        let (open, immutable): (Box<dyn Fn() -> Result<Connection, StoreError>>, bool) =
+            match open().map(|c| count_tables(&c).map(|n| (c, n))) {
+                Ok(Ok(_)) => (Box::new(open), false),
+                _ => (Box::new(|| open_immutable(path)), true),
+            };
+        let writer = open()?;
+        let tables: i64 =
+            count_tables(&writer).with_context(|| format!("cannot read `{}`", path.display()))?;
+        if immutable {
+            tracing::debug!(path = %path.display(), "database read as immutable");
+        }
         if tables != 3 {
             return Err(StoreError::Invalid(format!(
                 "`{}` is not a changegate database",
@@ -171,6 +184,42 @@ impl SqliteStore {
 /// inside is still sound (an open transaction was rolled back when it was dropped).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Opens a database that nothing can change (its directory is read-only) without its
+/// shared-memory file.
+fn open_immutable(path: &Path) -> Result<Connection, StoreError> {
+    // Read as immutable, SQLite ignores the write-ahead log: refuse rather than read a
+    // ledger without its latest entries.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(StoreError::Backend(format!(
+            "`{}` has a write-ahead log that cannot be read where nothing may be written: \
+             make its directory writable, or copy the database with `sqlite3 {} \
+             \".backup copy.db\"` and read the copy",
+            path.display(),
+            path.display()
+        )));
+    }
+    let uri = format!(
+        "file:{}?immutable=1",
+        path.display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23")
+    );
+    let conn = Connection::open_with_flags(
+        &uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open the database `{}` read-only", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .context("cannot set the busy timeout")?;
+    Ok(conn)
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
