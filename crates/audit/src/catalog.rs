@@ -133,7 +133,34 @@ impl Catalog {
             }
             self.risks.push(r.clone());
         }
+        let id_ok = |id: &str| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        for r in &t.added_risks {
+            if !id_ok(&r.id) {
+                return Err(CatalogError(format!(
+                    "added risk id `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                    r.id
+                )));
+            }
+        }
         for c in &t.added {
+            if !id_ok(&c.id) {
+                return Err(CatalogError(format!(
+                    "added control id `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                    c.id
+                )));
+            }
+            if c.description.trim().is_empty() {
+                return Err(CatalogError(format!(
+                    "added control `{}` needs a description",
+                    c.id
+                )));
+            }
             if self.controls.iter().any(|x| x.id == c.id) {
                 return Err(CatalogError(format!(
                     "added control `{}` already exists",

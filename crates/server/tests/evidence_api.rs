@@ -874,12 +874,17 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
     bad_tailoring["controls"] = json!({"disabled": ["CM-99"]});
     let mut bad_sampling = tailored.clone();
     bad_sampling["sampling"] = json!({"tolerable_rate": 2});
+    let mut nameless = tailored.clone();
+    nameless["controls"] = json!({"added": [{"id": "", "description": "", "nature": "preventive",
+        "performed": "manual", "frequency": "annual", "owner": "", "risks": [], "criteria": [],
+        "attributes": []}]});
     let mut unknown_setting = tailored.clone();
     unknown_setting["sampling"] = json!({"sample_all": true});
     for (path, body, code) in [
         (format!("{url}pdf"), tailored.clone(), "invalid_query"),
         (format!("{url}xlsx"), bad_tailoring, "invalid_tailoring"),
         (format!("{url}xlsx"), bad_sampling, "invalid_sampling"),
+        (format!("{url}xlsx"), nameless, "invalid_tailoring"),
         (format!("{url}xlsx"), unknown_setting, "invalid_request"),
     ] {
         let (status, v) = app.post("olivia", &path, body).await;
@@ -1074,5 +1079,9 @@ async fn deficiencies_are_assessed_answered_and_retested(app: TestApp) {
     assert_eq!(current["remediation"], "annual review put in the calendar");
     assert_eq!(current["history"].as_array().unwrap().len(), 3);
     let (status, _) = app.get("bob", "/api/v1/audit/deficiencies?color=red").await;
+    assert_eq!(status, 422);
+    let (status, _) = app
+        .get("bob", "/api/v1/audit/deficiencies?deficiency=bogus")
+        .await;
     assert_eq!(status, 422);
 }

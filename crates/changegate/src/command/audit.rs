@@ -142,6 +142,7 @@ fn sampling_settings(args: &Args, catalog: &Catalog) -> anyhow::Result<Sampling>
             sampling.higher_risk.push(id.clone());
         }
     }
+    let mut given = std::collections::BTreeSet::new();
     for text in &args.attribute_sampling {
         let (control, plan) = attribute_plan(text)?;
         match catalog.control(&control) {
@@ -151,6 +152,9 @@ fn sampling_settings(args: &Args, catalog: &Catalog) -> anyhow::Result<Sampling>
                  follows its frequency"
             ),
             None => anyhow::bail!("--attribute-sampling: no control `{control}`"),
+        }
+        if !given.insert(control.clone()) {
+            anyhow::bail!("--attribute-sampling: `{control}` is given twice");
         }
         sampling.attribute_sampling.insert(control, plan);
     }

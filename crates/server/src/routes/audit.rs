@@ -447,6 +447,20 @@ pub async fn list_deficiencies(
     query: Result<Query<DeficiencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::unprocessable("invalid_query", e.body_text()))?;
+    if let Some(id) = q
+        .deficiency
+        .as_deref()
+        .filter(|id| !audit::deficiency::valid_id(id))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_query",
+            format!(
+                "`deficiency` must name a control or risk and a kind, like `CM-03:operating`, \
+                 not `{}`",
+                shown(id)
+            ),
+        ));
+    }
     let st = state.clone();
     let updates = tokio::task::spawn_blocking(move || {
         let store = st.service.store.clone();
@@ -554,6 +568,7 @@ pub async fn engage(
             ),
         ));
     }
+    independent(&user, "run engagements")?;
     let Query(q) = query.map_err(|e| ApiError::unprocessable("invalid_query", e.body_text()))?;
     let format = q.format.unwrap_or_else(|| "json".into());
     let content_type = match format.as_str() {
@@ -696,7 +711,14 @@ pub async fn engage(
     ));
     let title = format!("Change management controls of {organization}");
     let body: Vec<u8> = match format.as_str() {
-        "json" => Vec::new(),
+        // The results; the ledger entry's seq and the summary's digest are added after.
+        "json" => serde_json::to_vec(&serde_json::json!({
+            "summary": summary,
+            "samples_csv": audit::engagement::samples_csv(&e),
+            "deficiencies": e.deficiencies,
+            "warnings": e.warnings,
+        }))
+        .map_err(|e| ApiError::internal(e.to_string()))?,
         "engagement" => serde_json::to_vec(&e).map_err(|e| ApiError::internal(e.to_string()))?,
         "xlsx" => audit::workbook::workbook(&e, &catalog)
             .map_err(|e| ApiError::internal(e.to_string()))?,
@@ -720,8 +742,7 @@ pub async fn engage(
         }
         _ => audit::report::html(&e, &catalog, &title).into_bytes(),
     };
-    let answer_digest =
-        (!body.is_empty()).then(|| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)));
+    let answer_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let write = Write {
         target: Target::None,
         entries: vec![NewEntry {
@@ -743,14 +764,11 @@ pub async fn engage(
     let written = state.service.submit(write).await?;
     let seq = written.seqs.first().copied().unwrap_or_default();
     if format == "json" {
-        let answer = serde_json::json!({
-            "summary": summary,
-            "samples_csv": audit::engagement::samples_csv(&e),
-            "deficiencies": e.deficiencies,
-            "warnings": e.warnings,
-            "seq": seq,
-            "summary_sha256": digest,
-        });
+        let mut answer: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+        answer["seq"] = serde_json::json!(seq);
+        answer["summary_sha256"] = serde_json::json!(digest);
+        answer["answer_sha256"] = serde_json::json!(answer_digest);
         return Ok((StatusCode::CREATED, Json(answer)).into_response());
     }
     Ok((
