@@ -133,17 +133,19 @@ impl Catalog {
             }
             self.risks.push(r.clone());
         }
+        // An id names a deficiency (`ID:operating`) and a cell of the workpapers.
         let id_ok = |id: &str| {
             !id.is_empty()
                 && id.len() <= 64
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && id.trim() == id
+                && !id.contains(':')
+                && !id.chars().any(char::is_control)
         };
         for r in &t.added_risks {
             if !id_ok(&r.id) {
                 return Err(CatalogError(format!(
-                    "added risk id `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                    "added risk id `{}` must be 1 to 64 bytes of text without `:`, control \
+                     characters or surrounding space",
                     r.id
                 )));
             }
@@ -151,7 +153,8 @@ impl Catalog {
         for c in &t.added {
             if !id_ok(&c.id) {
                 return Err(CatalogError(format!(
-                    "added control id `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                    "added control id `{}` must be 1 to 64 bytes of text without `:`, control \
+                     characters or surrounding space",
                     c.id
                 )));
             }

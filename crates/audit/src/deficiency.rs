@@ -189,9 +189,9 @@ pub fn valid_id(id: &str) -> bool {
     matches!(kind, "design" | "operating")
         && !subject.is_empty()
         && subject.len() <= 64
-        && subject
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && subject.trim() == subject
+        && !subject.contains(':')
+        && !subject.chars().any(char::is_control)
 }
 
 /// What the updates of one period say about its deficiencies, by deficiency id.
@@ -331,7 +331,9 @@ mod tests {
         assert!(!valid_id("CM-03"));
         assert!(!valid_id("CM-03:effective"));
         assert!(!valid_id(":design"));
-        assert!(!valid_id("CM 03:design"));
+        assert!(!valid_id("CM\n03:design"));
+        assert!(!valid_id(" CM-03:design"));
+        assert!(valid_id("2nd Review/QA:operating"));
         assert_eq!(
             deficiency_id(DeficiencyKind::OperatingEffectiveness, "CM-03"),
             "CM-03:operating"
