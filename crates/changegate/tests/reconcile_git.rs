@@ -625,3 +625,42 @@ fn bad_input_gets_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
 }
+
+/// A pipeline stops on unauthorized production changes with `--fail-on`; the reports are
+/// written all the same.
+#[test]
+fn fail_on_exits_1_when_the_population_holds_what_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(&tmp.path().join("repo"));
+    repo.commit("alice", "2026-05-02T07:00:00Z", "Pushed straight to main");
+    let report_file = tmp.path().join("report.json");
+    let reconcile = |extra: &[&str]| {
+        let mut args = vec![
+            "reconcile",
+            "--repo",
+            repo.dir.to_str().unwrap(),
+            "--branch",
+            "main",
+            "--since",
+            "2026-05-01",
+            "--until",
+            "2026-05-31",
+            "--as-of",
+            "2026-06-01T00:00:00Z",
+            "--json",
+            report_file.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    assert!(reconcile(&[]).status.success());
+    for verdict in ["unauthorized", "exception"] {
+        std::fs::remove_file(&report_file).ok();
+        let out = reconcile(&["--fail-on", verdict]);
+        assert_eq!(out.status.code(), Some(1), "{verdict}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("failing: 1 event(s)"));
+        assert!(report_file.is_file(), "the report is written first");
+    }
+    let out = reconcile(&["--fail-on", "everything"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -53,6 +53,11 @@ pub struct Args {
     /// Judge deadlines as of this instant instead of now, to reperform an earlier report.
     #[arg(long)]
     as_of: Option<String>,
+    /// Exit 1 when the reconciliation finds events of this verdict or worse:
+    /// `unauthorized`, or `exception` (exceptions and unauthorized events), for a pipeline
+    /// that must stop on them. The reports are written first.
+    #[arg(long, value_parser = ["unauthorized", "exception"])]
+    fail_on: Option<String>,
 }
 
 /// The report as written: what was asked, then the reconciliation.
@@ -165,6 +170,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_csv(path, &report)?;
     }
     print_summary(&doc);
+    let s = &report.summary;
+    let failing = match args.fail_on.as_deref() {
+        Some("unauthorized") => s.unauthorized,
+        Some(_) => s.unauthorized + s.exceptions,
+        None => 0,
+    };
+    if failing > 0 {
+        eprintln!(
+            "failing: {failing} event(s) at or past `{}`",
+            args.fail_on.as_deref().unwrap_or_default()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
