@@ -534,3 +534,41 @@ fn a_rerun_over_a_changed_population_is_labelled_a_new_sample() {
     assert!(out.join("summary.json").is_file() && !out.join("package").exists());
     assert_eq!(ledger(), before);
 }
+
+/// An engagement judged before the period ends tests only what happened by then, whatever
+/// the period says.
+#[test]
+fn what_happened_after_as_of_is_not_in_the_population() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    repository(&repo);
+    let out = tmp.path().join("out");
+    let o = run(&[
+        "audit",
+        "--from",
+        "2026-05-01",
+        "--to",
+        "2026-06-30",
+        "--seed",
+        "1",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--branch",
+        "main",
+        "--as-of",
+        "2026-06-01T00:00:00Z",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
+    let cm16 = summary["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "CM-16")
+        .unwrap();
+    // The 40 May commits; the one of 2 June is after --as-of.
+    assert_eq!(cm16["population"], 40);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only what happened by then"));
+}

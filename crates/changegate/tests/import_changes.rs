@@ -298,6 +298,16 @@ fn a_later_export_records_the_changes_that_changed(backend: Backend) {
         lines(&fourth)
     );
     assert!(env.verify_summary().starts_with("ledger intact: 5 events"));
+
+    // And forth again: the implemented version is the latest once more.
+    export(&format!("{chg3}{chg2}{}", chg1("2024-01-05 09:00:00")));
+    let fifth = import(&env, &csv, "servicenow", None);
+    assert!(
+        has_line(&fifth, "changes updated (a newer version recorded): 1"),
+        "{:?}",
+        lines(&fifth)
+    );
+    assert!(!audited("a5").contains(&"not_implemented".to_string()));
 }
 
 fn a_file_that_cannot_be_read_exits_2_and_records_nothing(backend: Backend) {

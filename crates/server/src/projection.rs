@@ -59,6 +59,8 @@ pub struct State {
     until: Option<time::OffsetDateTime>,
     /// How many entries of each kind were left out for being recorded after `until`.
     pub left_out: BTreeMap<String, u64>,
+    /// How many versions of each imported change (format, source id) were recorded.
+    pub imported_versions: HashMap<(evidence::records::Format, String), u64>,
     /// Where each imported change (format, source id) is in `imported`.
     imported_at: HashMap<(evidence::records::Format, String), usize>,
     /// Artifact (lower case) → changes that name it in a deployment approval or an
@@ -587,6 +589,7 @@ fn apply(state: &mut State, bytes: &[u8]) -> Result<(), String> {
             serde_json::from_value(record.clone()).map_err(|e| e.to_string())?;
         // A later export's version of a change replaces the earlier one.
         let key = (record.format, record.source_id.clone());
+        *state.imported_versions.entry(key.clone()).or_default() += 1;
         match state.imported_at.get(&key) {
             Some(&i) => state.imported[i] = record,
             None => {

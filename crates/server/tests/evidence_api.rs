@@ -763,6 +763,16 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
                       "time": fmt(app.now()), "id": "run-1", "status": "success"});
     let (status, v) = app.post("ci", "/api/v1/deployments", body).await;
     assert_eq!(status, 201, "{v}");
+    // A deployment dated tomorrow has not happened.
+    let ahead = json!({"system": "payments", "environment": "production", "artifact": ARTIFACT,
+                       "time": fmt(app.now() + Duration::days(1)), "id": "run-9",
+                       "status": "success"});
+    let (status, v) = app.post("ci", "/api/v1/deployments", ahead).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("invalid_field")),
+        "{v}"
+    );
     let period = json!({"from": fmt(app.now() - Duration::days(30)),
                         "to": fmt(app.now() + Duration::minutes(1)), "seed": 7});
     let before = app.ledger_size();

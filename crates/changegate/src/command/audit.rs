@@ -178,7 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(t) => domain::action::parse_instant("--as-of", t).map_err(anyhow::Error::msg)?,
         None => now,
     };
-    if as_of > now + time::Duration::minutes(1) {
+    if as_of > now {
         anyhow::bail!(
             "--as-of ({}) is in the future: an engagement is judged on what has happened",
             fmt(as_of)
@@ -206,21 +206,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut sources = Vec::new();
     let mut warnings = Vec::new();
     if as_of < to {
+        let when = match &args.as_of {
+            Some(_) => format!("--as-of ({})", fmt(as_of)),
+            None => format!("now ({})", fmt(as_of)),
+        };
         warnings.push(Warning {
             code: "as_of_before_period_end",
             message: format!(
-                "--as-of ({}) is before the end of the period ({}): what happened after it is \
-                 left out",
-                fmt(as_of),
+                "the period ends ({}) after {when}: only what happened by then is tested",
                 fmt(to)
             ),
         });
     }
+    // Nothing that happened after the engagement is judged belongs to it, whatever time an
+    // event claims.
+    let upper = to.min(as_of);
     let mut events: Vec<ProductionEvent> = Vec::new();
     if let (Some(repo), Some(branch)) = (&args.repo, &args.branch) {
         let range = Range {
             since: Some(from),
-            until: Some(to),
+            until: Some(upper),
         };
         let git = git_events(repo, branch, &range)?;
         if let Some(stop) = &git.history.stopped_early {
@@ -274,11 +279,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .collect();
             imported = records
                 .into_iter()
-                .filter(|r| imported_in_period(r, from, to))
+                .filter(|r| imported_in_period(r, from, upper))
                 .collect();
             let in_period: Vec<ProductionEvent> = recorded
                 .into_iter()
-                .filter(|e| in_period(e, from, to))
+                .filter(|e| in_period(e, from, upper))
                 // With a git history, its commits are the commit population; the ledger
                 // adds what git cannot show: deployments.
                 .filter(|e| args.repo.is_none() || matches!(e, ProductionEvent::Deployment(_)))
@@ -333,7 +338,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .filter(|c| {
             c.deployment.as_ref().is_some_and(|d| {
                 domain::action::parse_instant("at", &d.at)
-                    .is_ok_and(|t| engagement::within(t, from, to))
+                    .is_ok_and(|t| engagement::within(t, from, upper))
             })
         })
         .collect();

@@ -7,9 +7,9 @@
 //! nothing: importing the same file again, or a later export that repeats a change
 //! unchanged. One that differs from it is recorded as its newer version, which audits use
 //! from then on, even when it equals an older one (an export that went back). Each version
-//! is written once only, under the subject `imported:<format>:<source id>@<digest>~<digest
-//! of the version it follows>` (16 hex digits of SHA-256 each), so that two imports of the
-//! same file at once record it once. Nothing is written when the file or the mapping cannot be read;
+//! is written once only, under the subject `imported:<format>:<source id>@<digest>#<n>`
+//! (16 hex digits of SHA-256, and the version's number), so that two imports of the same
+//! file at once record it once. Nothing is written when the file or the mapping cannot be read;
 //! single bad rows are rejected, reported and skipped.
 //!
 //! Exit status: 0 when every row was imported or already present, 1 when a row was
@@ -81,13 +81,17 @@ pub fn run(args: ChangesArgs) -> anyhow::Result<ExitCode> {
         digest: &digest,
         zone: &report.zone,
     };
-    let known: std::collections::HashMap<String, String> =
+    let known: std::collections::HashMap<String, (String, u64)> =
         server::projection::Projection::default()
             .read(store.as_ref(), |s| {
                 s.imported
                     .iter()
                     .filter(|r| r.format == format)
-                    .map(|r| Ok((r.source_id.clone(), content_digest(r)?)))
+                    .map(|r| {
+                        let key = (r.format, r.source_id.clone());
+                        let versions = s.imported_versions.get(&key).copied().unwrap_or(1);
+                        Ok((r.source_id.clone(), (content_digest(r)?, versions)))
+                    })
                     .collect::<anyhow::Result<_>>()
             })
             .context("cannot read the changes imported before")??;
@@ -151,12 +155,13 @@ fn content_digest(change: &ImportedChange) -> anyhow::Result<String> {
 }
 
 /// Writes the changes that differ from their last recorded version, in batches. `known`
-/// holds the digest of the last version of each change of this format imported before.
+/// holds, for each change of this format imported before, the digest of its last version
+/// and how many versions were recorded.
 fn record(
     store: &dyn store::Store,
     source: &Source<'_>,
     changes: Vec<ImportedChange>,
-    known: &std::collections::HashMap<String, String>,
+    known: &std::collections::HashMap<String, (String, u64)>,
 ) -> anyhow::Result<Counts> {
     let now = crate::command::now_text();
     let mut counts = Counts::default();
@@ -167,16 +172,18 @@ fn record(
         for change in changes.by_ref().take(BATCH) {
             let digest = content_digest(&change)?;
             let last = known.get(&change.source_id);
-            if last == Some(&digest) {
+            if last.is_some_and(|(d, _)| *d == digest) {
                 counts.present += 1;
                 continue;
             }
             seen.push(last.is_some());
+            // The version's number makes its subject unique: the same file imported twice
+            // at once records it once, and a record may go back and forth.
             let subject = format!(
-                "imported:{}:{}@{digest}~{}",
+                "imported:{}:{}@{digest}#{}",
                 source.format,
                 change.source_id,
-                last.map_or("none", String::as_str)
+                last.map_or(0, |(_, n)| *n) + 1
             );
             writes.push(entry(source, &now, change, subject)?);
         }

@@ -963,7 +963,9 @@ fn reperform_results(
         .filter(|c| {
             c.deployment.as_ref().is_some_and(|d| {
                 match (domain::action::parse_instant("at", &d.at).ok(), from, to) {
-                    (Some(t), Some(from), Some(to)) => audit::engagement::within(t, from, to),
+                    (Some(t), Some(from), Some(to)) => {
+                        audit::engagement::within(t, from, to.min(as_of))
+                    }
                     _ => false,
                 }
             })

@@ -642,7 +642,7 @@ pub async fn engage(
             .collect();
         let in_period = |t: &str| {
             domain::action::parse_instant("time", t)
-                .is_ok_and(|t| audit::engagement::within(t, from, to))
+                .is_ok_and(|t| audit::engagement::within(t, from, to.min(now)))
         };
         let e = st
             .evidence

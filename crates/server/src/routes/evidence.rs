@@ -462,6 +462,18 @@ pub async fn report_deployment(
     }
     let mut d = evidence::pipeline::parse_deployment(&body, &user.name)
         .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    // A report of what happened: a deployment time ahead of the server's clock (beyond a
+    // few minutes of clock skew) is refused, or it would enter periods that have not come.
+    let skew = time::Duration::minutes(5);
+    if domain::action::parse_instant("time", &d.at).is_ok_and(|t| t > state.clock.now() + skew) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!(
+                "`time` ({}) is in the future: report a deployment once it happened",
+                d.at
+            ),
+        ));
+    }
     if d.id.is_empty() {
         let key = format!("{}\n{}\n{}\n{}", d.system, d.environment, d.artifact, d.at);
         d.id = format!("dep-{}", &digest(key.as_bytes())[..16]);
