@@ -133,12 +133,14 @@ impl Catalog {
             }
             self.risks.push(r.clone());
         }
-        // An id names a deficiency (`ID:operating`) and a cell of the workpapers.
+        // An id names a deficiency (`ID:operating`), a retest's draw (`ID/retest`) and a
+        // cell of the workpapers.
         let id_ok = |id: &str| {
             !id.is_empty()
                 && id.len() <= 64
                 && id.trim() == id
                 && !id.contains(':')
+                && !id.ends_with("/retest")
                 && !id.chars().any(char::is_control)
         };
         for r in &t.added_risks {
@@ -154,7 +156,7 @@ impl Catalog {
             if !id_ok(&c.id) {
                 return Err(CatalogError(format!(
                     "added control id `{}` must be 1 to 64 bytes of text without `:`, control \
-                     characters or surrounding space",
+                     characters or surrounding space, not ending in `/retest`",
                     c.id
                 )));
             }

@@ -444,6 +444,33 @@ pub fn update_warnings(e: &Engagement, updates: &[DeficiencyUpdate]) -> Vec<Warn
     out
 }
 
+/// Whether the engagement tests a control on the results recorded by hand: an enabled
+/// control that neither the reconciliation nor the change records decide.
+pub fn takes_manual_results(control: &Control) -> bool {
+    control.enabled && !automated_by_reconciliation(control) && !decided_by_lifecycle(control)
+}
+
+/// The warnings about manual results the engagement does not use: recorded for a control
+/// that does not exist, is disabled, or is decided from the records.
+pub fn manual_warnings(catalog: &Catalog, manual: &[ManualResult]) -> Vec<Warning> {
+    manual
+        .iter()
+        .filter(|m| {
+            !catalog
+                .control(&m.control)
+                .is_some_and(takes_manual_results)
+        })
+        .map(|m| Warning {
+            code: "manual_result_not_used".into(),
+            message: format!(
+                "a result recorded by {} for `{}` (item `{}`) is not used: no enabled control \
+                 of that id is tested on results recorded by hand",
+                m.recorded_by, m.control, m.item
+            ),
+        })
+        .collect()
+}
+
 /// The code of a calendar control not performed in a part of the period.
 const OVERDUE: &str = "manual_control_overdue";
 

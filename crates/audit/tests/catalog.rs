@@ -167,3 +167,41 @@ fn a_tailoring_that_names_nothing_is_refused() {
     let typo = toml::from_str::<Tailoring>("disable = [\"CM-01\"]\n").unwrap_err();
     assert!(typo.to_string().contains("disable"), "{typo}");
 }
+
+#[test]
+fn an_added_control_needs_an_id_that_names_its_deficiency_and_retest() {
+    let control = |id: &str, description: &str| audit::catalog::Control {
+        id: id.into(),
+        description: description.into(),
+        nature: Nature::Preventive,
+        performed: Performed::Manual,
+        frequency: Frequency::Annual,
+        owner: "qa".into(),
+        risks: vec!["R01".into()],
+        criteria: vec!["CC8.1".into()],
+        attributes: vec!["performed".into()],
+        enabled: true,
+    };
+    for (id, description) in [
+        ("", "empty"),
+        ("CM-19/retest", "takes the name of CM-19's retest draw"),
+        ("A:B", "the deficiency id's separator"),
+        (" X", "surrounding space"),
+        ("X\nY", "a line break"),
+        ("QA-1", ""),
+    ] {
+        let t = Tailoring {
+            added: vec![control(id, description)],
+            ..Tailoring::default()
+        };
+        assert!(
+            Catalog::default().tailored(&t).is_err(),
+            "{id:?} {description:?}"
+        );
+    }
+    let t = Tailoring {
+        added: vec![control("2nd Review/QA", "a second look")],
+        ..Tailoring::default()
+    };
+    assert!(Catalog::default().tailored(&t).is_ok());
+}

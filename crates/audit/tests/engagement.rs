@@ -791,3 +791,21 @@ fn calendar_controls_are_due_in_each_calendar_quarter_not_in_equal_slices() {
         "{note}"
     );
 }
+
+#[test]
+fn results_recorded_for_controls_decided_otherwise_are_warned_about() {
+    let catalog = Catalog::default();
+    let at = "2026-05-10T10:00:00Z";
+    let warned = |id: &str| {
+        !audit::engagement::manual_warnings(&catalog, &[manual(id, "x", AttributeResult::Fail, at)])
+            .is_empty()
+    };
+    // Decided by the change records, by the reconciliation, or no such control.
+    for id in ["CM-05", "CM-07", "CM-16", "CM-99"] {
+        assert!(warned(id), "{id}");
+    }
+    // Tested on what is recorded by hand.
+    for id in ["CM-01", "CM-14"] {
+        assert!(!warned(id), "{id}");
+    }
+}

@@ -888,6 +888,8 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
     nameless["controls"] = json!({"added": [{"id": "", "description": "", "nature": "preventive",
         "performed": "manual", "frequency": "annual", "owner": "", "risks": [], "criteria": [],
         "attributes": []}]});
+    let mut positional = tailored.clone();
+    positional["sampling"] = json!([0.5]);
     let mut unknown_setting = tailored.clone();
     unknown_setting["sampling"] = json!({"sample_all": true});
     for (path, body, code) in [
@@ -895,6 +897,7 @@ async fn auditors_run_engagements_over_the_ledger(app: TestApp) {
         (format!("{url}xlsx"), bad_tailoring, "invalid_tailoring"),
         (format!("{url}xlsx"), bad_sampling, "invalid_sampling"),
         (format!("{url}xlsx"), nameless, "invalid_tailoring"),
+        (format!("{url}xlsx"), positional, "invalid_request"),
         (format!("{url}xlsx"), unknown_setting, "invalid_request"),
     ] {
         let (status, v) = app.post("olivia", &path, body).await;

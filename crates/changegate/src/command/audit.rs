@@ -316,23 +316,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         as_of: fmt(as_of),
         sources,
     };
-    for m in &manual {
-        let used = catalog.control(&m.control).is_some_and(|c| {
-            c.enabled
-                && !(c.frequency == audit::sampling::Frequency::PerChange
-                    && c.performed == audit::catalog::Performed::Automated)
-        });
-        if !used {
-            warnings.push(Warning {
-                code: "manual_result_not_used",
-                message: format!(
-                    "a result recorded by {} for `{}` (item `{}`) is not used: no enabled \
-                     control of that id is tested by hand",
-                    m.recorded_by, m.control, m.item
-                ),
-            });
-        }
-    }
     let implemented: Vec<&domain::Change> = changes
         .values()
         .filter(|c| {
@@ -352,6 +335,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             message: w.message.clone(),
         })
         .collect();
+    e.warnings
+        .extend(engagement::manual_warnings(&catalog, &manual));
     e.warnings.extend(engagement::update_warnings(&e, &updates));
     if let Some(dir) = &args.data {
         // The same period and seed drawn again: the same sample only over the same

@@ -39,17 +39,29 @@ struct ResultRequest {
     performed_at: String,
 }
 
-/// Refuses a user who is both auditor and management: an auditor tests what management
-/// does, and nobody can do both.
+/// Roles that act on changes or run the change process: an auditor tests what they do.
+const MANAGEMENT: [&str; 8] = [
+    "requester",
+    "engineer",
+    "peer_reviewer",
+    "tester",
+    "change_manager",
+    "cab_member",
+    "release_manager",
+    "business_owner",
+];
+
+/// Refuses an auditor who also holds a role that acts on changes: an auditor tests what
+/// those roles do, and nobody can do both.
 fn independent(user: &store::User, what: &str) -> Result<(), ApiError> {
     let has = |role: &str| user.roles.iter().any(|r| r == role);
-    if has("auditor") && has("change_manager") {
+    if let Some(other) = MANAGEMENT.iter().find(|r| has("auditor") && has(r)) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "auditor_not_independent",
             format!(
-                "`{}` holds both the auditor and the change_manager role and may not {what}: an \
-                 auditor tests what management does",
+                "`{}` holds both the auditor and the {other} role and may not {what}: an \
+                 auditor tests what the other roles do",
                 user.name
             ),
         ));
@@ -584,6 +596,19 @@ pub async fn engage(
         }
     };
     let req: EngagementRequest = object(&body)?;
+    if let Ok(raw) = serde_json::from_slice::<serde_json::Value>(&body) {
+        for field in ["controls", "sampling"] {
+            if raw
+                .get(field)
+                .is_some_and(|v| !v.is_object() && !v.is_null())
+            {
+                return Err(ApiError::unprocessable(
+                    "invalid_request",
+                    format!("`{field}` must be a JSON object, as its TOML file holds it"),
+                ));
+            }
+        }
+    }
     let from = audit::engagement::period_bound("`from`", &req.from, false)
         .map_err(|e| ApiError::unprocessable("invalid_field", e))?;
     let to = audit::engagement::period_bound("`to`", &req.to, true)
@@ -694,7 +719,9 @@ pub async fn engage(
                 };
                 audit::engagement::run(&plan, &report, &implemented, &manual, &updates)
                     .map(|mut e| {
-                        e.warnings = audit::engagement::update_warnings(&e, &updates);
+                        e.warnings = audit::engagement::manual_warnings(&catalog, &manual);
+                        e.warnings
+                            .extend(audit::engagement::update_warnings(&e, &updates));
                         e
                     })
                     .map_err(|e| ApiError::unprocessable("sampling_failed", e.to_string()))
