@@ -160,11 +160,10 @@ fn an_assessed_and_remediated_deficiency_is_retested_and_reperformed() {
             files.insert(name, Value::String(digest));
         }
     }
-    std::fs::write(
-        package.join("manifest.json"),
-        serde_json::to_vec_pretty(&json!({ "files": files })).unwrap(),
-    )
-    .unwrap();
+    // Laid out as the audit writes it, as a careful tamperer would.
+    let mut manifest = serde_json::to_vec_pretty(&json!({ "files": files })).unwrap();
+    manifest.push(b'\n');
+    std::fs::write(package.join("manifest.json"), manifest).unwrap();
     let (code, text) = verify(&[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("package broken"), "{text}");

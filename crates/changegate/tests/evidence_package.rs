@@ -81,11 +81,10 @@ fn fix_manifest(package: &Path) {
         }
     }
     let manifest = serde_json::json!({ "files": files });
-    std::fs::write(
-        package.join("manifest.json"),
-        serde_json::to_vec_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
+    // Laid out as the audit writes it.
+    let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(package.join("manifest.json"), bytes).unwrap();
 }
 
 fn read_lines(path: &Path) -> Vec<String> {
@@ -308,18 +307,34 @@ fn a_checkpoint_signed_with_another_key_fails_against_the_pinned_key() {
     // Another key's signature under the real key: it does not verify.
     let mut swapped = original.clone();
     swapped["checkpoint"]["signature"] = Value::String(forged.signature.clone());
-    std::fs::write(&path, serde_json::to_vec_pretty(&swapped).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&swapped).unwrap() + "\n",
+    )
+    .unwrap();
     fix_manifest(&package);
     assert_broken(&out, &[], "the checkpoint's signature does not verify");
 
     // The forger's key put in as well: the package is consistent with itself, so without a
     // pinned key it passes, naming the key it trusted; the real key refuses it.
     let forger_key = forger.verifying_key();
-    let mut resigned = original.clone();
-    resigned["checkpoint"] = serde_json::to_value(&forged).unwrap();
-    resigned["public_key"] = Value::String(hex::encode(forger_key.as_bytes()));
-    resigned["key_id"] = Value::String(ledger::key_id(&forger_key));
-    std::fs::write(&path, serde_json::to_vec_pretty(&resigned).unwrap()).unwrap();
+    // Written in the audit's own layout, as a careful forger would.
+    #[derive(serde::Serialize)]
+    struct Resigned<'a> {
+        checkpoint: &'a ledger::Checkpoint,
+        public_key: String,
+        key_id: String,
+    }
+    let resigned = Resigned {
+        checkpoint: &forged,
+        public_key: hex::encode(forger_key.as_bytes()),
+        key_id: ledger::key_id(&forger_key),
+    };
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&resigned).unwrap() + "\n",
+    )
+    .unwrap();
     fix_manifest(&package);
     let (code, text) = verify(&out, &[]);
     assert_eq!(code, 0, "{text}");
@@ -546,6 +561,37 @@ fn the_package_is_as_the_audit_wrote_it_and_the_outputs_beside_it_are_the_sealed
     });
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("carriage returns"), "{text}");
+
+    // The same events and proofs, written otherwise: keys in another order, a blank line,
+    // a hash in capitals.
+    let (code, text) = tampered(&|e, _| {
+        let line: Value = serde_json::from_str(&e[2]).unwrap();
+        e[2] = line.to_string();
+    });
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("`events.jsonl` is not laid out"), "{text}");
+    let (code, text) = tampered(&|e, _| e.push(String::new()));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not laid out"), "{text}");
+    let (code, text) = tampered(&|_, p| {
+        let mut line: Value = serde_json::from_str(&p[2]).unwrap();
+        let upper = line["proof"][0].as_str().unwrap().to_uppercase();
+        line["proof"][0] = Value::String(upper);
+        p[2] = format!("{{\"seq\":{},\"proof\":{}}}", line["seq"], line["proof"]);
+    });
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("`proofs.jsonl` is not laid out"), "{text}");
+
+    // A result file swapped for a link to the one beside the package.
+    let summary = package.join("summary.json");
+    let original = std::fs::read(&summary).unwrap();
+    std::fs::remove_file(&summary).unwrap();
+    std::os::unix::fs::symlink("../summary.json", &summary).unwrap();
+    fix_manifest(&package);
+    assert_broken(&out, &[], "`summary.json` is not a regular file");
+    std::fs::remove_file(&summary).unwrap();
+    std::fs::write(&summary, original).unwrap();
+    fix_manifest(&package);
 
     // A file the audit does not write, listed in the manifest.
     std::fs::write(package.join("notes.txt"), "all good").unwrap();

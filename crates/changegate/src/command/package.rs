@@ -650,11 +650,23 @@ fn check(dir: &Path, pinned: Option<&VerifyingKey>) -> anyhow::Result<Result<Str
             "`{extra}` is in the package but not in the manifest"
         )));
     }
+    // Every file is as `changegate audit` writes it: a regular file, and the manifest,
+    // checkpoint, events and proofs byte for byte in its own layout.
+    let mut canonical = serde_json::to_vec_pretty(&manifest)?;
+    canonical.push(b'\n');
+    if canonical != manifest_bytes {
+        return Ok(Err(format!(
+            "`{MANIFEST}` is not laid out as the audit writes it"
+        )));
+    }
     let mut files = BTreeMap::new();
     for (name, digest) in &manifest.files {
-        let bytes =
-            std::fs::read(dir.join(name)).with_context(|| format!("cannot read `{name}`"))?;
-        if hex::encode(Sha256::digest(&bytes)) != digest.to_ascii_lowercase() {
+        let path = dir.join(name);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+            return Ok(Err(format!("`{name}` is not a regular file")));
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read `{name}`"))?;
+        if hex::encode(Sha256::digest(&bytes)) != *digest {
             return Ok(Err(format!(
                 "`{name}` does not match its SHA-256 in the manifest"
             )));
@@ -671,6 +683,7 @@ fn check_contents(
 ) -> Result<String, String> {
     let cp: CheckpointFile = serde_json::from_slice(&files[CHECKPOINT])
         .map_err(|e| format!("`{CHECKPOINT}` cannot be read: {e}"))?;
+
     let key = parse_key(&cp.public_key).map_err(|e| format!("`{CHECKPOINT}`: {e:#}"))?;
     if let Some(pinned) = pinned {
         if pinned != &key {
@@ -704,11 +717,19 @@ fn check_contents(
         }
     }
     let mut order = Vec::new();
+    let mut proofs_as_written = String::new();
     for (n, line) in lines(&files[PROOFS]).enumerate() {
         let where_ = || format!("`{PROOFS}` line {}", n + 1);
         let p: ProofLine =
             serde_json::from_str(line).map_err(|e| format!("{} cannot be read: {e}", where_()))?;
         order.push(p.seq);
+        let written = ProofLine {
+            seq: p.seq,
+            proof: p.proof.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        };
+        proofs_as_written.push_str(&serde_json::to_string(&written).unwrap_or_default());
+        proofs_as_written.push('\n');
+
         let hashes = p
             .proof
             .iter()
@@ -719,6 +740,7 @@ fn check_contents(
             return Err(format!("{} repeats the proof of event {}", where_(), p.seq));
         }
     }
+    let mut events_as_written = String::new();
     let mut seen = BTreeSet::new();
     let mut entries = Vec::new();
     let mut leaves = Vec::new();
@@ -726,6 +748,8 @@ fn check_contents(
         let where_ = format!("`{EVENTS}` line {}", n + 1);
         let e: EventLine =
             serde_json::from_str(line).map_err(|e| format!("{where_} cannot be read: {e}"))?;
+        events_as_written.push_str(&serde_json::to_string(&e).unwrap_or_default());
+        events_as_written.push('\n');
         let at = format!("{where_} (event {})", e.seq);
         if !seen.insert(e.seq) {
             return Err(format!("{at} is in the package twice"));
@@ -763,6 +787,22 @@ fn check_contents(
         entries.push(entry);
         leaves.push((e.seq, hex::encode(leaf)));
     }
+    // What is proven holds; the files must also be as the audit wrote them, byte for byte.
+    let mut canonical = serde_json::to_vec_pretty(&cp).map_err(|e| e.to_string())?;
+    canonical.push(b'\n');
+    let lower = |s: &str| s.chars().all(|c| !c.is_ascii_uppercase());
+    if canonical != files[CHECKPOINT] || !lower(&cp.public_key) || !lower(&cp.checkpoint.signature)
+    {
+        return Err(format!(
+            "`{CHECKPOINT}` is not laid out as the audit writes it"
+        ));
+    }
+    if proofs_as_written.as_bytes() != files[PROOFS].as_slice() {
+        return Err(format!("`{PROOFS}` is not laid out as the audit writes it"));
+    }
+    if events_as_written.as_bytes() != files[EVENTS].as_slice() {
+        return Err(format!("`{EVENTS}` is not laid out as the audit writes it"));
+    }
     if let Some(seq) = proofs.keys().find(|s| !seen.contains(s)) {
         return Err(format!(
             "`{PROOFS}` proves event {seq}, which is missing from `{EVENTS}`"
@@ -776,6 +816,7 @@ fn check_contents(
         .map_err(|e| format!("`{INPUTS}` cannot be read: {e}"))?;
     let as_of = domain::action::parse_instant("as_of", &inputs.as_of)
         .map_err(|e| format!("`{INPUTS}`: {e}"))?;
+    let proven = entries.len();
     let entries: Vec<ledger::Entry> = entries
         .into_iter()
         .filter(|e| domain::action::parse_instant("time", &e.time).is_ok_and(|t| t <= as_of))
@@ -804,12 +845,13 @@ fn check_contents(
         }
     }
     Ok(format!(
-        "package intact: {} files, {} events proven against checkpoint of size {}, sealed \
-         by event {} ({} changes rebuilt; {reperformed}; key {}, {})",
+        "package intact: {} files, {proven} events proven against checkpoint of size {}, \
+         sealed by event {} ({} recorded by its as-of; {} changes rebuilt; {reperformed}; key \
+         {}, {})",
         files.len() + 1,
-        entries.len(),
         checkpoint.size,
         seal.seq,
+        entries.len(),
         changes.len(),
         ledger::key_id(&key),
         if pinned.is_some() {
