@@ -31,7 +31,8 @@ fn an_assessed_and_remediated_deficiency_is_retested_and_reperformed() {
     // The review resumed after a remediation two hours ago, and was performed since.
     let review = json!({"control": "CM-14", "item": "access-review-now",
                         "attribute": "performed", "result": "pass", "method": "inspection",
-                        "evidence": "review sign-off", "performed_at": fmt(now - Duration::hours(1))});
+                        "evidence": "review sign-off",
+                        "performed_at": fmt(now - Duration::hours(1))});
     // The change manager records the review; the auditor inspects it.
     server
         .post(Some("frank"), "/api/v1/audit/results", &review)

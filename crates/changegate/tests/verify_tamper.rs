@@ -434,7 +434,8 @@ fn a_read_only_copy_verifies() {
         assert!(o.status.success(), "{cmd}: {}", text(&o.stderr));
     };
     sh(&format!(
-        "chmod 755 {t} {b} && chown -R 65534:65534 {c} && chmod 555 {c} && chmod 444 {c}/changegate.db && chmod 400 {c}/ledger-signing.key",
+        "chmod 755 {t} {b} && chown -R 65534:65534 {c} && chmod 555 {c} && \
+         chmod 444 {c}/changegate.db && chmod 400 {c}/ledger-signing.key",
         t = tmp.path().display(),
         b = bin.display(),
         c = copy.display()
