@@ -473,6 +473,14 @@ fn a_rerun_over_a_changed_population_is_labelled_a_new_sample() {
     };
     let (first, codes, summary) = audit("first", "20261204");
     assert!(codes.is_empty(), "{codes:?}");
+    // Its package, commits from git and nothing from the ledger, verifies.
+    let o = run(&["verify-package", tmp.path().join("first").to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(summary["algorithm"], "changegate-sample-v1");
     // The same seed with a leading zero is the same number: the same sample, a rerun.
     let (again, codes, _) = audit("again", "020261204");

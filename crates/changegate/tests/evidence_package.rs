@@ -602,3 +602,29 @@ fn the_package_is_as_the_audit_wrote_it_and_the_outputs_beside_it_are_the_sealed
         "`notes.txt`, which is no file of an evidence package",
     );
 }
+
+/// The production change events `inputs.json` says came from the ledger are checked
+/// against the proven entries: a deployer put in by hand is named.
+#[test]
+fn ledger_events_in_the_inputs_must_be_what_the_proven_entries_give() {
+    let (_tmp, out) = audited();
+    let package = out.join("package");
+    let path = package.join("inputs.json");
+    let mut inputs: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let deployment = inputs["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["source"] == "deployment")
+        .expect("the demo's implemented changes are deployments");
+    let actor = deployment["actor"].to_string();
+    deployment["actor"]["login"] = Value::String("ivan".into());
+    assert_ne!(deployment["actor"].to_string(), actor);
+    std::fs::write(&path, serde_json::to_vec_pretty(&inputs).unwrap()).unwrap();
+    fix_manifest(&package);
+    assert_broken(
+        &out,
+        &[],
+        "`inputs.json` says came from the ledger are not the",
+    );
+}

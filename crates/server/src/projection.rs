@@ -251,6 +251,27 @@ impl State {
 
     /// The production change events the evidence shows: commits pushed or merged to a
     /// protected branch, and deployments to production-tier environments, newest first.
+    /// The state the given ledger entries (canonical bytes, in seq order) fold into, as a
+    /// catch-up over them would leave it: for checking what an evidence package says the
+    /// ledger held.
+    pub fn replay<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<State, String> {
+        let mut state = State::default();
+        for bytes in entries {
+            let entry = ledger::decode_entry(bytes).map_err(|e| e.to_string())?;
+            let kind = entry.kind.as_str();
+            if kind == "user.added" || kind == "user.deactivated" {
+                record_user(&mut state, bytes)?;
+            } else if kind.starts_with("change.")
+                || kind.starts_with("evidence.")
+                || kind == MANUAL_RESULT_KIND
+                || kind == DEFICIENCY_UPDATE_KIND
+            {
+                apply(&mut state, bytes).map_err(|e| format!("entry {}: {e}", entry.seq))?;
+            }
+        }
+        Ok(state)
+    }
+
     pub fn production_events(&self, rules: &Rules) -> Vec<ProductionEvent> {
         let protected = &rules.protected_branches;
         let mut merges: HashMap<&str, &evidence::PullRequest> = HashMap::new();

@@ -741,6 +741,7 @@ fn check_contents(
         }
     }
     let mut events_as_written = String::new();
+    let mut canonical_entries: Vec<(u64, String)> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut entries = Vec::new();
     let mut leaves = Vec::new();
@@ -786,6 +787,7 @@ fn check_contents(
         }
         entries.push(entry);
         leaves.push((e.seq, hex::encode(leaf)));
+        canonical_entries.push((e.seq, e.canonical.clone()));
     }
     // What is proven holds; the files must also be as the audit wrote them, byte for byte.
     let mut canonical = serde_json::to_vec_pretty(&cp).map_err(|e| e.to_string())?;
@@ -817,10 +819,21 @@ fn check_contents(
     let as_of = domain::action::parse_instant("as_of", &inputs.as_of)
         .map_err(|e| format!("`{INPUTS}`: {e}"))?;
     let proven = entries.len();
+    let judged: BTreeSet<u64> = entries
+        .iter()
+        .filter(|e| domain::action::parse_instant("time", &e.time).is_ok_and(|t| t <= as_of))
+        .map(|e| e.seq)
+        .collect();
     let entries: Vec<ledger::Entry> = entries
         .into_iter()
-        .filter(|e| domain::action::parse_instant("time", &e.time).is_ok_and(|t| t <= as_of))
+        .filter(|e| judged.contains(&e.seq))
         .collect();
+    let judged_bytes: Vec<&[u8]> = canonical_entries
+        .iter()
+        .filter(|(seq, _)| judged.contains(seq))
+        .map(|(_, c)| c.as_bytes())
+        .collect();
+    check_ledger_events(&inputs, &judged_bytes, as_of)?;
     let changes = reperform(&entries)?;
     let engagement: Value = serde_json::from_slice(&files["engagement.json"])
         .map_err(|e| format!("`engagement.json` cannot be read: {e}"))?;
@@ -911,6 +924,55 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &str> {
         .unwrap_or("\u{fffd}")
         .lines()
         .filter(|l| !l.is_empty())
+}
+
+/// Checks that the production change events `inputs.json` says came from the ledger
+/// (deployments reported, merges a code host reported, changes implemented that nobody
+/// reported) are what the proven entries give, as `changegate audit` derives them: they
+/// end the list, after the commits read from git.
+fn check_ledger_events(
+    inputs: &Inputs,
+    entries: &[&[u8]],
+    as_of: time::OffsetDateTime,
+) -> Result<(), String> {
+    let state = server::projection::State::replay(entries.iter().copied())
+        .map_err(|e| format!("the proven entries cannot be folded: {e}"))?;
+    let mut events = state.production_events(&inputs.rules);
+    events.extend(state.lifecycle_deployments(&events, &inputs.rules));
+    let bound = |t: &str, end| audit::engagement::period_bound("period", t, end);
+    let (from, to) = (
+        bound(&inputs.period.0, false).map_err(|e| format!("`{INPUTS}`: {e}"))?,
+        bound(&inputs.period.1, true).map_err(|e| format!("`{INPUTS}`: {e}"))?,
+    );
+    let git = inputs.sources.iter().any(|s| s.starts_with("git: "));
+    let from_ledger: Vec<audit::ProductionEvent> = events
+        .into_iter()
+        .filter(|e| {
+            let at = match e {
+                audit::ProductionEvent::Commit(c) => &c.commit_time,
+                audit::ProductionEvent::Deployment(d) => &d.at,
+            };
+            domain::action::parse_instant("time", at)
+                .is_ok_and(|t| audit::engagement::within(t, from, to.min(as_of)))
+        })
+        .filter(|e| !git || matches!(e, audit::ProductionEvent::Deployment(_)))
+        .collect();
+    let read_from_git = inputs.events.len().checked_sub(from_ledger.len());
+    let matches = read_from_git.is_some_and(|n| {
+        inputs.events[n..] == from_ledger[..]
+            && (git || n == 0)
+            && inputs.events[..n]
+                .iter()
+                .all(|e| matches!(e, audit::ProductionEvent::Commit(_)))
+    });
+    if !matches {
+        return Err(format!(
+            "the production change events `{INPUTS}` says came from the ledger are not the {} \
+             the proven entries give",
+            from_ledger.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Computes the reconciliation and the engagement again from the package alone (the proven
