@@ -76,6 +76,17 @@ fn audit(repo: &Path, out: &Path, seed: &str) -> Output {
     ])
 }
 
+/// One control's entry in `summary.json`.
+fn summary_control(summary: &Value, id: &str) -> Value {
+    summary["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no control {id} in the summary"))
+        .clone()
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -104,12 +115,7 @@ fn an_engagement_over_a_git_history_is_reproducible_from_its_seed() {
     assert!(!report.contains("<script"), "the report runs nothing");
 
     let summary: Value = serde_json::from_str(&read(&first.join("summary.json"))).unwrap();
-    let cm16 = summary["controls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "CM-16")
-        .unwrap();
+    let cm16 = &summary_control(&summary, "CM-16");
     let listed = git(
         &repo,
         &[
@@ -249,15 +255,7 @@ fn lifecycle_controls_and_imported_records_are_tested_from_the_data_directory() 
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: Value = serde_json::from_str(&read(&out_dir.join("summary.json"))).unwrap();
-    let control = |id: &str| {
-        summary["controls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let control = |id: &str| summary_control(&summary, id);
     // Post-implementation review, communication and segregation of duties are tested on
     // every change implemented in the quarter.
     let reviewed = control("CM-20");
@@ -570,12 +568,7 @@ fn what_happened_after_as_of_is_not_in_the_population() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: Value = serde_json::from_str(&read(&out.join("summary.json"))).unwrap();
-    let cm16 = summary["controls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "CM-16")
-        .unwrap();
+    let cm16 = &summary_control(&summary, "CM-16");
     // The 40 May commits; the one of 2 June is after --as-of.
     assert_eq!(cm16["population"], 40);
     assert!(String::from_utf8_lossy(&o.stderr).contains("only what happened by then"));
